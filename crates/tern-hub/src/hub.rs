@@ -1,0 +1,853 @@
+//! The hub: sessions, routing, retained messages, wills and timers.
+//!
+//! Lock order (never taken the other way round): `sessions` → `index` →
+//! a session's `state`; `retained` and `timers` are leaves taken alone.
+//! The publish path takes `index` shared and each target session's state
+//! briefly; no global lock is held exclusively per message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::index::{Subscriber, SubscriptionIndex};
+use crate::message::{Delivery, Message, Qos};
+use crate::session::{ConnLink, KickReason, QueueFullPolicy, SessionHandle, SubOptions};
+use crate::stats::Stats;
+use crate::topic::{self, TopicError, TopicLimits};
+
+/// Session expiry value meaning "never expires".
+pub const EXPIRY_NEVER: u32 = u32::MAX;
+
+/// Bounds and policies of the hub. Every field is a server setting.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Topic name and filter bounds.
+    pub topic: TopicLimits,
+    /// Messages queued per session (QoS 0 included) before the policy applies.
+    pub session_queue_max: usize,
+    /// What to do with a QoS 1/2 message for a full queue.
+    pub queue_full_policy: QueueFullPolicy,
+    /// Subscriptions per session.
+    pub subscriptions_max: usize,
+    /// Retained messages held in all.
+    pub retained_max: usize,
+    /// Sessions held in all (connected and offline persistent ones).
+    pub sessions_max: usize,
+    /// Deliver one copy per matching subscription instead of one copy per
+    /// session at the highest granted QoS.
+    pub overlap_deliver_each: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            topic: TopicLimits::default(),
+            session_queue_max: 1000,
+            queue_full_policy: QueueFullPolicy::DropOldest,
+            subscriptions_max: 1000,
+            retained_max: 1_000_000,
+            sessions_max: 1_000_000,
+            overlap_deliver_each: false,
+        }
+    }
+}
+
+/// A will message and its delay.
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub msg: Message,
+    /// Seconds to wait after the connection is lost.
+    pub delay_secs: u32,
+}
+
+/// Result of attaching a connection to a session.
+#[derive(Debug)]
+pub struct Attached {
+    pub session: Arc<SessionHandle>,
+    /// The link the connection waits on.
+    pub link: Arc<ConnLink>,
+    /// An earlier session was resumed [MQTT-3.2.2-2].
+    pub session_present: bool,
+}
+
+/// Why a connection could not attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the session limit is reached")]
+    SessionsFull,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("invalid filter: {0}")]
+    InvalidFilter(#[from] TopicError),
+    #[error("the session has reached its subscription limit")]
+    TooManySubscriptions,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(#[from] TopicError),
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Published {
+    /// Sessions the message was queued for.
+    pub queued: usize,
+    /// The message asked to be retained but the retained store is full;
+    /// it was routed to current subscribers only.
+    pub retained_refused: bool,
+}
+
+/// What a subscribe did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribed {
+    /// A subscription to the same filter existed and was replaced.
+    pub existed: bool,
+    /// It is a shared subscription (no retained messages on subscribe).
+    pub shared: bool,
+}
+
+#[derive(Debug)]
+enum TimerEvent {
+    /// Publish the session's pending will if still disconnected.
+    Will(Arc<SessionHandle>, u64),
+    /// End the session if still disconnected.
+    Expire(Arc<SessionHandle>, u64),
+}
+
+/// The protocol-agnostic core shared by every adapter.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
+    index: RwLock<SubscriptionIndex>,
+    retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
+    timers: Mutex<BTreeMap<(Instant, u64), TimerEvent>>,
+    next_id: AtomicU64,
+    /// Counters for metrics and `$SYS`.
+    pub stats: Stats,
+    started: Instant,
+}
+
+impl Hub {
+    /// A hub with `config` and no state.
+    pub fn new(config: HubConfig) -> Arc<Hub> {
+        Arc::new(Hub {
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            index: RwLock::new(SubscriptionIndex::default()),
+            retained: RwLock::new(HashMap::new()),
+            timers: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            stats: Stats::default(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// When the hub was created.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// A fresh id for a connection or session.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Attaches a new connection to `client_id`'s session: resumes it
+    /// unless `clean_start`, kicks a connection that holds it, cancels a
+    /// pending will [MQTT-3.1.3-9].
+    pub fn connect(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        expiry_secs: u32,
+        now: Instant,
+    ) -> Result<Attached, ConnectError> {
+        let link = Arc::new(ConnLink::new(self.next_id()));
+        let mut sessions = self.sessions.lock();
+        let existing = sessions.get(client_id).cloned();
+        let mut session_present = false;
+        let session = match existing {
+            Some(s) if !clean_start => {
+                session_present = true;
+                s
+            }
+            other => {
+                if let Some(old) = other {
+                    // A clean start ends the old session now.
+                    if let Some(owner) = old.state.lock().owner.take() {
+                        owner.kick(KickReason::TakenOver);
+                    }
+                    self.end_session_locked(&mut sessions, &old, now);
+                } else if sessions.len() >= self.config.sessions_max {
+                    return Err(ConnectError::SessionsFull);
+                }
+                let s = Arc::new(SessionHandle::new(
+                    self.next_id(),
+                    client_id.into(),
+                    expiry_secs,
+                ));
+                sessions.insert(s.client_id.clone(), s.clone());
+                self.stats
+                    .sessions
+                    .store(sessions.len() as u64, Ordering::Relaxed);
+                s
+            }
+        };
+        drop(sessions);
+        let mut st = session.state.lock();
+        if let Some(owner) = st.owner.replace(link.clone()) {
+            owner.kick(KickReason::TakenOver);
+            self.stats.takeovers.fetch_add(1, Ordering::Relaxed);
+        }
+        st.generation += 1;
+        st.expiry_secs = expiry_secs;
+        st.pending_will = None;
+        if session_present {
+            st.prepare_resume();
+        }
+        drop(st);
+        session.set_connected(true);
+        Ok(Attached {
+            session,
+            link,
+            session_present,
+        })
+    }
+
+    /// Detaches connection `link` from `session`. `will` is published now,
+    /// after its delay, or when the session ends, whichever is first; pass
+    /// `None` after a normal disconnect. `expiry_secs` is the session
+    /// expiry in force (it may have been changed at DISCONNECT).
+    pub fn disconnect(
+        &self,
+        session: &Arc<SessionHandle>,
+        link: &ConnLink,
+        will: Option<Will>,
+        expiry_secs: u32,
+        now: Instant,
+    ) {
+        let mut st = session.state.lock();
+        let owned = st.owner.as_ref().is_some_and(|o| o.id == link.id);
+        if !owned {
+            drop(st);
+            // Taken over. The will still goes out at once if it has no
+            // delay, or if the session it belonged to has ended.
+            if let Some(w) = will {
+                let ended = !self
+                    .sessions
+                    .lock()
+                    .get(&session.client_id)
+                    .is_some_and(|s| Arc::ptr_eq(s, session));
+                if w.delay_secs == 0 || ended {
+                    self.publish_will(w.msg);
+                }
+            }
+            return;
+        }
+        st.owner = None;
+        st.expiry_secs = expiry_secs;
+        session.set_connected(false);
+        let generation = st.generation;
+        if expiry_secs == 0 {
+            drop(st);
+            let mut sessions = self.sessions.lock();
+            self.end_session_locked(&mut sessions, session, now);
+            drop(sessions);
+            if let Some(w) = will {
+                self.publish_will(w.msg);
+            }
+            return;
+        }
+        let mut timers = Vec::new();
+        if expiry_secs != EXPIRY_NEVER {
+            let at = now + Duration::from_secs(u64::from(expiry_secs));
+            timers.push((at, TimerEvent::Expire(session.clone(), generation)));
+        }
+        if let Some(w) = will {
+            let delay = w.delay_secs.min(expiry_secs);
+            if delay == 0 {
+                drop(st);
+                self.publish_will(w.msg);
+            } else {
+                let at = now + Duration::from_secs(u64::from(delay));
+                st.pending_will = Some((at, w.msg));
+                timers.push((at, TimerEvent::Will(session.clone(), generation)));
+                drop(st);
+            }
+        } else {
+            drop(st);
+        }
+        let mut t = self.timers.lock();
+        for (at, ev) in timers {
+            let seq = self.next_id();
+            t.insert((at, seq), ev);
+        }
+    }
+
+    fn publish_will(&self, mut msg: Message) {
+        self.stats.wills_published.fetch_add(1, Ordering::Relaxed);
+        msg.received_at = Instant::now();
+        if let Err(e) = self.publish(msg) {
+            tracing::warn!(error = %e, "will message refused");
+        }
+    }
+
+    /// Removes a session and its subscriptions; publishes its pending will.
+    fn end_session_locked(
+        &self,
+        sessions: &mut HashMap<Arc<str>, Arc<SessionHandle>>,
+        session: &Arc<SessionHandle>,
+        _now: Instant,
+    ) {
+        if sessions
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            sessions.remove(&session.client_id);
+        }
+        self.stats
+            .sessions
+            .store(sessions.len() as u64, Ordering::Relaxed);
+        let (subs, will) = {
+            let mut st = session.state.lock();
+            let subs: Vec<String> = st.subscriptions.drain().map(|(k, _)| k).collect();
+            st.queue.clear();
+            (subs, st.pending_will.take())
+        };
+        {
+            let mut idx = self.index.write();
+            for raw in &subs {
+                if let Ok(p) = topic::parse_filter(raw, &self.config.topic) {
+                    idx.remove(p.filter, p.share_group, session.id);
+                }
+            }
+            self.stats
+                .subscriptions
+                .store(idx.len() as u64, Ordering::Relaxed);
+        }
+        if let Some((_, msg)) = will {
+            self.publish_will(msg);
+        }
+    }
+
+    /// Runs timers due at `now`: delayed wills and session expiry.
+    pub fn tick(&self, now: Instant) {
+        loop {
+            let ev = {
+                let mut t = self.timers.lock();
+                let Some(entry) = t.first_entry() else { break };
+                if entry.key().0 > now {
+                    break;
+                }
+                entry.remove()
+            };
+            match ev {
+                TimerEvent::Will(s, generation) => {
+                    let msg = {
+                        let mut st = s.state.lock();
+                        if st.generation != generation || st.owner.is_some() {
+                            None
+                        } else {
+                            st.pending_will.take().map(|(_, m)| m)
+                        }
+                    };
+                    if let Some(m) = msg {
+                        self.publish_will(m);
+                    }
+                }
+                TimerEvent::Expire(s, generation) => {
+                    let still = {
+                        let st = s.state.lock();
+                        st.generation == generation && st.owner.is_none()
+                    };
+                    if still {
+                        self.stats.sessions_expired.fetch_add(1, Ordering::Relaxed);
+                        let mut sessions = self.sessions.lock();
+                        self.end_session_locked(&mut sessions, &s, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// When [`tick`](Self::tick) next has work, if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.lock().keys().next().map(|k| k.0)
+    }
+
+    /// Adds or replaces a subscription of `session`.
+    pub fn subscribe(
+        &self,
+        session: &Arc<SessionHandle>,
+        raw_filter: &str,
+        opts: SubOptions,
+    ) -> Result<Subscribed, SubscribeError> {
+        let parsed = topic::parse_filter(raw_filter, &self.config.topic)?;
+        let mut idx = self.index.write();
+        let mut st = session.state.lock();
+        let existed = st.subscriptions.contains_key(raw_filter);
+        if !existed && st.subscriptions.len() >= self.config.subscriptions_max {
+            return Err(SubscribeError::TooManySubscriptions);
+        }
+        st.subscriptions.insert(raw_filter.to_owned(), opts);
+        drop(st);
+        idx.insert(
+            parsed.filter,
+            parsed.share_group,
+            Subscriber {
+                session: session.clone(),
+                opts,
+            },
+        );
+        self.stats
+            .subscriptions
+            .store(idx.len() as u64, Ordering::Relaxed);
+        Ok(Subscribed {
+            existed,
+            shared: parsed.share_group.is_some(),
+        })
+    }
+
+    /// Removes a subscription; false if there was none.
+    pub fn unsubscribe(&self, session: &Arc<SessionHandle>, raw_filter: &str) -> bool {
+        let Ok(parsed) = topic::parse_filter(raw_filter, &self.config.topic) else {
+            return false;
+        };
+        let mut idx = self.index.write();
+        let had = session
+            .state
+            .lock()
+            .subscriptions
+            .remove(raw_filter)
+            .is_some();
+        if had {
+            idx.remove(parsed.filter, parsed.share_group, session.id);
+            self.stats
+                .subscriptions
+                .store(idx.len() as u64, Ordering::Relaxed);
+        }
+        had
+    }
+
+    /// Queues the retained messages matching `filter` for `session`, with
+    /// the retain flag set [MQTT-3.3.1-8]. Returns how many.
+    pub fn deliver_retained(
+        &self,
+        session: &Arc<SessionHandle>,
+        filter: &str,
+        opts: SubOptions,
+    ) -> usize {
+        let now = Instant::now();
+        let msgs: Vec<Arc<Message>> = {
+            let r = self.retained.read();
+            if topic::has_wildcard(filter) {
+                r.values()
+                    .filter(|m| topic::matches(filter, &m.topic) && !m.is_expired(now))
+                    .cloned()
+                    .collect()
+            } else {
+                r.get(filter)
+                    .filter(|m| !m.is_expired(now))
+                    .cloned()
+                    .into_iter()
+                    .collect()
+            }
+        };
+        let n = msgs.len();
+        for msg in msgs {
+            let qos = msg.qos.min(opts.qos);
+            self.enqueue(
+                session,
+                Delivery {
+                    msg,
+                    qos,
+                    retain: true,
+                    sub_ids: opts.sub_id.into_iter().collect(),
+                },
+            );
+        }
+        n
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// Number of subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.index.read().len()
+    }
+
+    /// Number of sessions (connected or not).
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Routes `msg` to every matching subscription and updates the
+    /// retained store.
+    pub fn publish(&self, msg: Message) -> Result<Published, PublishError> {
+        topic::validate_name(&msg.topic, &self.config.topic)?;
+        let msg = Arc::new(msg);
+        let mut retained_refused = false;
+        if msg.retain {
+            let mut r = self.retained.write();
+            if msg.payload.is_empty() {
+                r.remove(&msg.topic);
+            } else {
+                if r.len() >= self.config.retained_max && !r.contains_key(&msg.topic) {
+                    retained_refused = true;
+                    self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    r.insert(msg.topic.clone(), msg.clone());
+                }
+            }
+            self.stats.retained.store(r.len() as u64, Ordering::Relaxed);
+        }
+        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        let mut matched = Vec::new();
+        self.index.read().lookup(&msg.topic, &mut matched);
+        if matched.is_empty() {
+            return Ok(Published {
+                queued: 0,
+                retained_refused,
+            });
+        }
+        if !self.config.overlap_deliver_each && matched.len() > 1 {
+            matched.sort_by_key(|s| s.session.id);
+        }
+        let mut queued = 0;
+        let mut i = 0;
+        while i < matched.len() {
+            let sub = &matched[i];
+            let mut delivery: Option<Delivery> = None;
+            let mut j = i;
+            // Merge every subscription of the same session into one copy.
+            while j < matched.len()
+                && (j == i
+                    || (!self.config.overlap_deliver_each
+                        && matched[j].session.id == sub.session.id))
+            {
+                let s = &matched[j];
+                j += 1;
+                if s.opts.no_local
+                    && msg
+                        .origin
+                        .as_deref()
+                        .is_some_and(|o| o == &*s.session.client_id)
+                {
+                    continue;
+                }
+                let qos: Qos = msg.qos.min(s.opts.qos);
+                let retain = s.opts.retain_as_published && msg.retain;
+                match &mut delivery {
+                    None => {
+                        delivery = Some(Delivery {
+                            msg: msg.clone(),
+                            qos,
+                            retain,
+                            sub_ids: s.opts.sub_id.into_iter().collect(),
+                        })
+                    }
+                    Some(d) => {
+                        d.qos = d.qos.max(qos);
+                        d.retain |= retain;
+                        d.sub_ids.extend(s.opts.sub_id);
+                    }
+                }
+            }
+            if let Some(d) = delivery {
+                self.enqueue(&sub.session, d);
+                queued += 1;
+            }
+            i = j;
+        }
+        Ok(Published {
+            queued,
+            retained_refused,
+        })
+    }
+
+    /// Puts a delivery in a session's queue, applying the bounds, and wakes
+    /// its connection.
+    fn enqueue(&self, session: &SessionHandle, d: Delivery) {
+        let mut st = session.state.lock();
+        if st.owner.is_none() && d.qos == 0 {
+            // QoS 0 is not kept for offline sessions.
+            self.stats.dropped_offline.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if st.queue.len() >= self.config.session_queue_max {
+            self.stats
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+            if d.qos == 0 {
+                return;
+            }
+            match self.config.queue_full_policy {
+                QueueFullPolicy::DropOldest => {
+                    st.queue.pop_front();
+                }
+                QueueFullPolicy::DropNew => return,
+                QueueFullPolicy::Disconnect => {
+                    if let Some(o) = &st.owner {
+                        o.kick(KickReason::QueueFull);
+                    }
+                    return;
+                }
+            }
+        }
+        st.queue.push_back(d);
+        if let Some(o) = &st.owner {
+            o.wake();
+        }
+    }
+
+    /// Asks every connection to close (shutdown).
+    pub fn kick_all(&self, reason: KickReason) {
+        for s in self.sessions.lock().values() {
+            if let Some(o) = &s.state.lock().owner {
+                o.kick(reason);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{NextOutgoing, Outgoing};
+
+    fn drain(s: &SessionHandle) -> Vec<Delivery> {
+        let mut out = vec![];
+        let mut st = s.state.lock();
+        loop {
+            match st.next_outgoing(100, Instant::now()) {
+                NextOutgoing::Send(Outgoing::Publish { delivery, .. }) => out.push(delivery),
+                NextOutgoing::Send(_) | NextOutgoing::Expired => {}
+                NextOutgoing::WindowFull | NextOutgoing::Idle => break,
+            }
+        }
+        out
+    }
+
+    fn opts(qos: Qos, sub_id: Option<u32>) -> SubOptions {
+        SubOptions {
+            qos,
+            sub_id,
+            ..SubOptions::default()
+        }
+    }
+
+    #[test]
+    fn publish_reaches_matching_sessions_with_downgraded_qos() {
+        let hub = Hub::new(HubConfig::default());
+        let now = Instant::now();
+        let a = hub.connect("a", true, 0, now).unwrap();
+        let b = hub.connect("b", true, 0, now).unwrap();
+        hub.subscribe(&a.session, "s/+", opts(0, None)).unwrap();
+        hub.subscribe(&b.session, "s/1", opts(2, None)).unwrap();
+        assert_eq!(hub.publish(Message::new("s/1", "x", 1)).unwrap().queued, 2);
+        assert_eq!(hub.publish(Message::new("s/2", "y", 1)).unwrap().queued, 1);
+        let da = drain(&a.session);
+        assert_eq!(da.len(), 2);
+        assert!(da.iter().all(|d| d.qos == 0));
+        let db = drain(&b.session);
+        assert_eq!(db.len(), 1);
+        assert_eq!(db[0].qos, 1, "min(published 1, granted 2)");
+    }
+
+    #[test]
+    fn mqtt_3_3_4_2_overlapping_subscriptions_one_copy_all_ids() {
+        let hub = Hub::new(HubConfig::default());
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        hub.subscribe(&a.session, "s/#", opts(0, Some(1))).unwrap();
+        hub.subscribe(&a.session, "s/+", opts(2, Some(2))).unwrap();
+        hub.publish(Message::new("s/1", "x", 2)).unwrap();
+        let d = drain(&a.session);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].qos, 2);
+        let mut ids = d[0].sub_ids.clone();
+        ids.sort();
+        assert_eq!(ids, vec![1, 2]);
+
+        let hub = Hub::new(HubConfig {
+            overlap_deliver_each: true,
+            ..HubConfig::default()
+        });
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        hub.subscribe(&a.session, "s/#", opts(0, Some(1))).unwrap();
+        hub.subscribe(&a.session, "s/+", opts(2, Some(2))).unwrap();
+        hub.publish(Message::new("s/1", "x", 2)).unwrap();
+        assert_eq!(drain(&a.session).len(), 2);
+    }
+
+    #[test]
+    fn retained_set_replace_clear() {
+        let hub = Hub::new(HubConfig::default());
+        let mut m = Message::new("r/1", "one", 1);
+        m.retain = true;
+        hub.publish(m.clone()).unwrap();
+        m.payload = "two".into();
+        hub.publish(m.clone()).unwrap();
+        assert_eq!(hub.retained_count(), 1);
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        hub.subscribe(&a.session, "r/#", opts(1, None)).unwrap();
+        assert_eq!(hub.deliver_retained(&a.session, "r/#", opts(1, None)), 1);
+        let d = drain(&a.session);
+        assert_eq!(&d[0].msg.payload[..], b"two");
+        assert!(d[0].retain);
+        m.payload = bytes::Bytes::new();
+        hub.publish(m).unwrap();
+        assert_eq!(hub.retained_count(), 0);
+    }
+
+    #[test]
+    fn no_local_skips_own_messages() {
+        let hub = Hub::new(HubConfig::default());
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        let o = SubOptions {
+            no_local: true,
+            ..SubOptions::default()
+        };
+        hub.subscribe(&a.session, "t", o).unwrap();
+        let mut m = Message::new("t", "x", 0);
+        m.origin = Some("a".into());
+        hub.publish(m).unwrap();
+        assert!(drain(&a.session).is_empty());
+    }
+
+    #[test]
+    fn persistent_session_queues_qos1_drops_qos0_offline_and_resumes() {
+        let hub = Hub::new(HubConfig::default());
+        let now = Instant::now();
+        let a = hub.connect("a", false, 100, now).unwrap();
+        assert!(!a.session_present);
+        hub.subscribe(&a.session, "t", opts(1, None)).unwrap();
+        hub.disconnect(&a.session, &a.link, None, 100, now);
+        hub.publish(Message::new("t", "q0", 0)).unwrap();
+        hub.publish(Message::new("t", "q1", 1)).unwrap();
+        let b = hub.connect("a", false, 100, now).unwrap();
+        assert!(b.session_present);
+        assert!(Arc::ptr_eq(&a.session, &b.session));
+        let d = drain(&b.session);
+        assert_eq!(d.len(), 1);
+        assert_eq!(&d[0].msg.payload[..], b"q1");
+    }
+
+    #[test]
+    fn session_expiry_ends_session_after_interval() {
+        let hub = Hub::new(HubConfig::default());
+        let now = Instant::now();
+        let a = hub.connect("a", false, 10, now).unwrap();
+        hub.subscribe(&a.session, "t", opts(1, None)).unwrap();
+        hub.disconnect(&a.session, &a.link, None, 10, now);
+        hub.tick(now + Duration::from_secs(9));
+        assert_eq!(hub.session_count(), 1);
+        hub.tick(now + Duration::from_secs(10));
+        assert_eq!(hub.session_count(), 0);
+        assert_eq!(hub.subscription_count(), 0);
+        let b = hub.connect("a", false, 10, now).unwrap();
+        assert!(!b.session_present);
+    }
+
+    #[test]
+    fn will_delay_published_at_earlier_of_delay_and_session_end() {
+        let hub = Hub::new(HubConfig::default());
+        let now = Instant::now();
+        let watcher = hub.connect("w", true, 0, now).unwrap();
+        hub.subscribe(&watcher.session, "will/#", opts(1, None))
+            .unwrap();
+        // Delay 30 s, session expiry 5 s: the will goes at 5 s.
+        let a = hub.connect("a", false, 5, now).unwrap();
+        let will = Will {
+            msg: Message::new("will/a", "gone", 1),
+            delay_secs: 30,
+        };
+        hub.disconnect(&a.session, &a.link, Some(will.clone()), 5, now);
+        hub.tick(now + Duration::from_secs(4));
+        assert!(drain(&watcher.session).is_empty());
+        hub.tick(now + Duration::from_secs(5));
+        assert_eq!(drain(&watcher.session).len(), 1);
+
+        // Reconnecting within the delay cancels it [MQTT-3.1.3-9].
+        let b = hub.connect("b", false, 100, now).unwrap();
+        hub.disconnect(&b.session, &b.link, Some(will), 100, now);
+        let _b2 = hub.connect("b", false, 100, now).unwrap();
+        hub.tick(now + Duration::from_secs(200));
+        assert!(drain(&watcher.session).is_empty());
+    }
+
+    #[test]
+    fn takeover_kicks_old_connection() {
+        let hub = Hub::new(HubConfig::default());
+        let now = Instant::now();
+        let a = hub.connect("a", false, 100, now).unwrap();
+        let b = hub.connect("a", false, 100, now).unwrap();
+        assert_eq!(a.link.kicked(), KickReason::TakenOver);
+        assert_eq!(b.link.kicked(), KickReason::None);
+        // The old connection's late disconnect leaves the new owner alone.
+        hub.disconnect(&a.session, &a.link, None, 100, now);
+        assert!(b.session.is_connected());
+    }
+
+    #[test]
+    fn queue_bound_drops_oldest_and_counts() {
+        let hub = Hub::new(HubConfig {
+            session_queue_max: 3,
+            ..HubConfig::default()
+        });
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        hub.subscribe(&a.session, "t", opts(1, None)).unwrap();
+        for i in 0..10u8 {
+            hub.publish(Message::new("t", vec![i], 1)).unwrap();
+        }
+        let d = drain(&a.session);
+        let got: Vec<u8> = d.iter().map(|d| d.msg.payload[0]).collect();
+        assert_eq!(got, vec![7, 8, 9]);
+        assert_eq!(hub.stats.dropped_queue_full.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn subscription_limit_is_enforced() {
+        let hub = Hub::new(HubConfig {
+            subscriptions_max: 2,
+            ..HubConfig::default()
+        });
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        hub.subscribe(&a.session, "a", opts(0, None)).unwrap();
+        hub.subscribe(&a.session, "b", opts(0, None)).unwrap();
+        hub.subscribe(&a.session, "b", opts(1, None)).unwrap();
+        assert_eq!(
+            hub.subscribe(&a.session, "c", opts(0, None)),
+            Err(SubscribeError::TooManySubscriptions)
+        );
+    }
+
+    #[test]
+    fn expired_messages_are_not_delivered() {
+        let hub = Hub::new(HubConfig::default());
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        hub.subscribe(&a.session, "t", opts(1, None)).unwrap();
+        let mut m = Message::new("t", "x", 1);
+        m.received_at = Instant::now() - Duration::from_secs(5);
+        m.expiry = Some(Duration::from_secs(1));
+        hub.publish(m).unwrap();
+        assert!(drain(&a.session).is_empty());
+    }
+}

@@ -1,0 +1,40 @@
+//! Tern's hub: the protocol-agnostic core every adapter (MQTT, realtime
+//! WebSocket, SSE, REST) talks to.
+//!
+//! It speaks channels, filters, messages and sessions — never sockets or
+//! wire formats — and can be driven from a plain `#[test]`: create a
+//! [`Hub`], attach sessions, publish, and drain each session's queue.
+//!
+//! # Layout
+//! - `topic`: channel-name and filter validation, wildcard matching.
+//! - `index`: the subscription trie, with shared-subscription groups.
+//! - `message`: [`Message`] (one `Arc` shared by every subscriber) and
+//!   [`Delivery`] (a message on its way to one session).
+//! - `session`: [`SessionHandle`], [`SessionState`] with the outbound
+//!   QoS 1/2 window and inbound QoS 2 ids, [`ConnLink`] to the owning
+//!   connection.
+//! - `hub`: [`Hub`]: connect/disconnect, subscribe, publish, retained
+//!   messages, wills, expiry timers (driven by [`Hub::tick`]).
+//! - `stats`: counters for metrics and `$SYS`.
+//! - `store`: the [`Store`] seam for durable backends.
+
+pub mod hub;
+pub mod index;
+pub mod message;
+pub mod session;
+pub mod stats;
+pub mod store;
+pub mod topic;
+
+pub use hub::{
+    Attached, ConnectError, EXPIRY_NEVER, Hub, HubConfig, PublishError, Published, SubscribeError,
+    Subscribed, Will,
+};
+pub use message::{Delivery, Message, MessageProps, Qos};
+pub use session::{
+    ConnLink, KickReason, NextOutgoing, Outgoing, QueueFullPolicy, SessionHandle, SessionState,
+    SubOptions,
+};
+pub use stats::Stats;
+pub use store::{MemoryStore, Store};
+pub use topic::{TopicError, TopicLimits};

@@ -1,0 +1,945 @@
+//! One MQTT connection: CONNECT handshake, then a single task that reads
+//! packets, writes the session's deliveries and enforces keep alive.
+//!
+//! The task owns no message state beyond the bytes in flight: the session
+//! (queue, QoS windows) lives in the hub. Reads decode every complete packet
+//! in the buffer before waiting again; writes go out as one buffer holding
+//! everything ready, so a busy connection costs few syscalls.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use tern_hub::{
+    ConnLink, Delivery, EXPIRY_NEVER, Hub, KickReason, Message, MessageProps, NextOutgoing,
+    Outgoing, PublishError, SessionHandle, Stats, SubOptions, SubscribeError, Will,
+};
+use tern_mqtt_codec::{
+    self as codec, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, Limits,
+    Packet, ProtocolVersion, PubResp, Publish, PublishProperties, QoS, RetainHandling, SubAck,
+    Subscribe, UnsubAck, Unsubscribe, reason,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::close::CloseReason;
+use crate::config::MqttConfig;
+
+/// Read buffer capacity reserved before each read.
+const READ_CHUNK_BYTES: usize = 4096;
+/// Time allowed to flush a final DISCONNECT before the socket is dropped.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Serves one accepted stream until it closes.
+pub async fn serve<S>(stream: S, peer: SocketAddr, hub: Arc<Hub>, cfg: Arc<MqttConfig>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let limits = Limits {
+        packet_bytes_max: cfg.packet_bytes_max,
+    };
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let connect = match tokio::time::timeout(
+        cfg.connect_timeout,
+        read_connect(&mut rd, &mut inbuf, &limits, &hub),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(refusal)) => {
+            Stats::add(&hub.stats.connects_refused, 1);
+            if let Some(bytes) = refusal.connack {
+                let _ = tokio::time::timeout(CLOSE_FLUSH, wr.write_all(&bytes)).await;
+            }
+            tracing::info!(%peer, reason = %refusal.why, "connection refused");
+            return;
+        }
+        Err(_) => {
+            Stats::add(&hub.stats.connects_refused, 1);
+            tracing::info!(%peer, "no CONNECT within the connect timeout");
+            return;
+        }
+    };
+    let Some(mut conn) = Conn::accept(*connect, peer, hub, cfg, &mut wr).await else {
+        return;
+    };
+    let why = conn.run(&mut rd, &mut wr, inbuf, limits).await;
+    conn.close(why, &mut wr).await;
+}
+
+/// A CONNECT that could not be accepted: what to answer, and why.
+struct Refusal {
+    connack: Option<Vec<u8>>,
+    why: String,
+}
+
+fn refusal(why: impl Into<String>) -> Refusal {
+    Refusal {
+        connack: None,
+        why: why.into(),
+    }
+}
+
+/// Reads until a whole CONNECT is decoded.
+async fn read_connect<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    inbuf: &mut BytesMut,
+    limits: &Limits,
+    hub: &Hub,
+) -> Result<Box<Connect>, Refusal> {
+    loop {
+        if let Some(&first) = inbuf.first()
+            && first >> 4 != 1
+        {
+            // [MQTT-3.1.0-1]: the first packet must be CONNECT.
+            Stats::add(&hub.stats.protocol_errors, 1);
+            return Err(refusal("first packet is not CONNECT"));
+        }
+        match codec::decode(inbuf, ProtocolVersion::V3_1_1, limits) {
+            Ok(Some(Packet::Connect(c))) => return Ok(c),
+            Ok(Some(_)) => return Err(refusal("first packet is not CONNECT")),
+            Ok(None) => {}
+            Err(e) => {
+                Stats::add(&hub.stats.protocol_errors, 1);
+                return Err(connect_decode_refusal(inbuf, e));
+            }
+        }
+        inbuf.reserve(READ_CHUNK_BYTES);
+        match rd.read_buf(inbuf).await {
+            Ok(0) => return Err(refusal("closed before CONNECT")),
+            Ok(n) => Stats::add(&hub.stats.bytes_received, n as u64),
+            Err(e) => return Err(refusal(format!("read error before CONNECT: {e}"))),
+        }
+    }
+}
+
+/// The protocol level byte of a (possibly malformed) CONNECT, if present.
+fn sniff_protocol_level(buf: &[u8]) -> Option<u8> {
+    let mut i = 1;
+    loop {
+        let b = *buf.get(i)?;
+        i += 1;
+        if b & 0x80 == 0 || i > 4 {
+            break;
+        }
+    }
+    let name_len = u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]) as usize;
+    buf.get(i + 2 + name_len).copied()
+}
+
+fn connect_decode_refusal(buf: &[u8], e: DecodeError) -> Refusal {
+    let why = format!("malformed CONNECT: {e}");
+    match e {
+        // [MQTT-3.1.2-2]: answer an unknown level with return code 1, the
+        // one form every version understands, then close.
+        DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => Refusal {
+            connack: Some(vec![0x20, 0x02, 0x00, 0x01]),
+            why,
+        },
+        _ if sniff_protocol_level(buf) == Some(5) => {
+            let ack = ConnAck {
+                session_present: false,
+                reason_code: e.reason_code(),
+                properties: ConnAckProperties::default(),
+            };
+            Refusal {
+                connack: encode_one(&Packet::ConnAck(ack), ProtocolVersion::V5),
+                why,
+            }
+        }
+        _ => refusal(why),
+    }
+}
+
+fn encode_one(p: &Packet, v: ProtocolVersion) -> Option<Vec<u8>> {
+    let mut b = BytesMut::new();
+    codec::encode(p, v, &mut b).ok()?;
+    Some(b.to_vec())
+}
+
+/// Maps a v5 CONNACK reason code to the v3.1.x return code.
+fn v3_return_code(v5: u8) -> u8 {
+    match v5 {
+        reason::SUCCESS => 0,
+        reason::UNSUPPORTED_PROTOCOL_VERSION => 1,
+        reason::CLIENT_IDENTIFIER_NOT_VALID => 2,
+        reason::BAD_USER_NAME_OR_PASSWORD => 4,
+        reason::NOT_AUTHORIZED | reason::BAD_AUTHENTICATION_METHOD | reason::BANNED => 5,
+        _ => 3,
+    }
+}
+
+/// A connection after a successful CONNECT.
+struct Conn {
+    hub: Arc<Hub>,
+    cfg: Arc<MqttConfig>,
+    peer: SocketAddr,
+    version: ProtocolVersion,
+    v5: bool,
+    session: Arc<SessionHandle>,
+    link: Arc<ConnLink>,
+    /// The will to publish unless the client disconnects normally.
+    will: Option<Will>,
+    /// Session expiry in force, seconds.
+    expiry_secs: u32,
+    /// Keep alive in force; zero disables the check.
+    keep_alive: Duration,
+    /// Bytes waiting to be written.
+    out: BytesMut,
+    /// Outbound QoS 1/2 window: min(our inflight max, client's receive maximum).
+    window: usize,
+    /// Largest packet the client accepts (v5 Maximum Packet Size).
+    client_packet_max: usize,
+    /// Topic aliases the client defined.
+    in_aliases: HashMap<u16, Arc<str>>,
+    /// Topic aliases we defined towards the client.
+    out_aliases: HashMap<Arc<str>, u16>,
+    /// Most aliases we may define (client's Topic Alias Maximum, capped).
+    out_alias_max: u16,
+}
+
+impl Conn {
+    /// Validates CONNECT, attaches the session and writes CONNACK.
+    async fn accept<W: AsyncWrite + Unpin>(
+        c: Connect,
+        peer: SocketAddr,
+        hub: Arc<Hub>,
+        cfg: Arc<MqttConfig>,
+        wr: &mut W,
+    ) -> Option<Conn> {
+        let version = c.protocol;
+        let v5 = version.is_v5();
+        let refuse = |code: u8, why: &str| {
+            Stats::add(&hub.stats.connects_refused, 1);
+            tracing::info!(%peer, client_id = %c.client_id, code, why, "CONNECT refused");
+            let ack = ConnAck {
+                session_present: false,
+                reason_code: if v5 { code } else { v3_return_code(code) },
+                properties: ConnAckProperties {
+                    reason_string: v5.then(|| why.to_owned()),
+                    ..ConnAckProperties::default()
+                },
+            };
+            encode_one(&Packet::ConnAck(ack), version)
+        };
+        let mut props = ConnAckProperties::default();
+
+        if c.client_id.len() > cfg.client_id_bytes_max {
+            let b = refuse(
+                reason::CLIENT_IDENTIFIER_NOT_VALID,
+                "client identifier too long",
+            );
+            write_and_close(wr, b).await;
+            return None;
+        }
+        let client_id: String = if c.client_id.is_empty() {
+            // [MQTT-3.1.3-8]: 3.1.1 needs clean session for an empty id;
+            // 3.1 needs an id.
+            if version == ProtocolVersion::V3_1
+                || (version == ProtocolVersion::V3_1_1 && !c.clean_start)
+            {
+                let b = refuse(
+                    reason::CLIENT_IDENTIFIER_NOT_VALID,
+                    "empty client identifier",
+                );
+                write_and_close(wr, b).await;
+                return None;
+            }
+            let id = assigned_client_id(&hub);
+            if v5 {
+                props.assigned_client_identifier = Some(id.clone());
+            }
+            id
+        } else {
+            c.client_id.clone()
+        };
+        if c.properties.authentication_method.is_some() {
+            let b = refuse(
+                reason::BAD_AUTHENTICATION_METHOD,
+                "no enhanced authentication method is configured",
+            );
+            write_and_close(wr, b).await;
+            return None;
+        }
+
+        // Keep alive.
+        let mut keep_alive = c.keep_alive;
+        if keep_alive > cfg.keepalive_max_secs
+            || (keep_alive == 0 && cfg.keepalive_max_secs < u16::MAX)
+        {
+            if v5 {
+                keep_alive = cfg.keepalive_max_secs;
+                props.server_keep_alive = Some(keep_alive);
+            } else if keep_alive != 0 {
+                // 3.1.x cannot be told a different keep alive; refusing is
+                // clearer than disconnecting a client that follows its own.
+                let b = refuse(
+                    reason::CLIENT_IDENTIFIER_NOT_VALID,
+                    "keep alive above the server maximum",
+                );
+                write_and_close(wr, b).await;
+                return None;
+            }
+        }
+
+        // Session expiry.
+        let requested = if v5 {
+            c.properties.session_expiry_interval.unwrap_or(0)
+        } else if c.clean_start {
+            0
+        } else {
+            EXPIRY_NEVER
+        };
+        let expiry_secs = requested.min(cfg.session_expiry_max_secs);
+        if v5 && expiry_secs != requested {
+            props.session_expiry_interval = Some(expiry_secs);
+        }
+
+        // Will.
+        let will = match c.will.as_ref().map(|w| build_will(w, &client_id, &hub)) {
+            Some(Err(code)) => {
+                let b = refuse(code, "invalid will message");
+                write_and_close(wr, b).await;
+                return None;
+            }
+            Some(Ok(w)) => Some(w),
+            None => None,
+        };
+
+        let attached = match hub.connect(&client_id, c.clean_start, expiry_secs, Instant::now()) {
+            Ok(a) => a,
+            Err(e) => {
+                let b = refuse(reason::SERVER_BUSY, &e.to_string());
+                write_and_close(wr, b).await;
+                return None;
+            }
+        };
+
+        let client_rm = c.properties.receive_maximum.unwrap_or(u16::MAX);
+        let window = usize::from(cfg.inflight_max.min(client_rm)).max(1);
+        let client_packet_max = c
+            .properties
+            .maximum_packet_size
+            .map_or(usize::MAX, |m| m as usize);
+        let out_alias_max = if v5 {
+            c.properties
+                .topic_alias_maximum
+                .unwrap_or(0)
+                .min(cfg.topic_alias_max)
+        } else {
+            0
+        };
+        if v5 {
+            props.receive_maximum = Some(cfg.receive_maximum);
+            props.maximum_packet_size = u32::try_from(cfg.packet_bytes_max).ok();
+            props.topic_alias_maximum = Some(cfg.topic_alias_max);
+        }
+        let mut conn = Conn {
+            hub: hub.clone(),
+            cfg,
+            peer,
+            version,
+            v5,
+            session: attached.session,
+            link: attached.link,
+            will,
+            expiry_secs,
+            keep_alive: Duration::from_secs(u64::from(keep_alive)),
+            out: BytesMut::with_capacity(256),
+            window,
+            client_packet_max,
+            in_aliases: HashMap::new(),
+            out_aliases: HashMap::new(),
+            out_alias_max,
+        };
+        conn.write(&Packet::ConnAck(ConnAck {
+            session_present: attached.session_present,
+            reason_code: reason::SUCCESS,
+            properties: props,
+        }));
+        Stats::add(&hub.stats.clients_connected, 1);
+        Stats::add(&hub.stats.connections_total, 1);
+        tracing::debug!(
+            %peer,
+            client_id = %conn.session.client_id,
+            ?version,
+            session_present = attached.session_present,
+            "client connected"
+        );
+        Some(conn)
+    }
+
+    /// The main loop: returns why the connection ends.
+    async fn run<R, W>(
+        &mut self,
+        rd: &mut R,
+        wr: &mut W,
+        mut inbuf: BytesMut,
+        limits: Limits,
+    ) -> CloseReason
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        // Anything the CONNECT read already buffered (pipelined packets).
+        if let Err(why) = self.decode_all(&mut inbuf, &limits) {
+            return why;
+        }
+        self.drain();
+        let link = self.link.clone();
+        let mut last_rx = Instant::now();
+        let read_stop_bytes = self.cfg.write_buffer_bytes_high * 4;
+        loop {
+            let ka_deadline = if self.keep_alive.is_zero() {
+                None
+            } else {
+                Some(last_rx + self.keep_alive * 3 / 2)
+            };
+            // Stop reading while the client does not take what we write:
+            // its requests would only grow our output further.
+            let can_read = self.out.len() < read_stop_bytes;
+            if inbuf.capacity() - inbuf.len() < READ_CHUNK_BYTES / 4 {
+                inbuf.reserve(READ_CHUNK_BYTES);
+            }
+            tokio::select! {
+                r = rd.read_buf(&mut inbuf), if can_read => match r {
+                    Ok(0) => return CloseReason::PeerClosed,
+                    Ok(n) => {
+                        Stats::add(&self.hub.stats.bytes_received, n as u64);
+                        last_rx = Instant::now();
+                        if let Err(why) = self.decode_all(&mut inbuf, &limits) {
+                            return why;
+                        }
+                        if inbuf.is_empty() && inbuf.capacity() > 4 * READ_CHUNK_BYTES {
+                            // Release a buffer grown for one large packet.
+                            inbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+                        }
+                        self.drain();
+                    }
+                    Err(e) => return CloseReason::Io(e.to_string()),
+                },
+                r = wr.write_buf(&mut self.out), if !self.out.is_empty() => match r {
+                    Ok(0) => return CloseReason::PeerClosed,
+                    Ok(n) => {
+                        Stats::add(&self.hub.stats.bytes_sent, n as u64);
+                        if self.out.is_empty() && self.out.capacity() > 4 * self.cfg.write_buffer_bytes_high {
+                            self.out = BytesMut::with_capacity(256);
+                        }
+                        self.drain();
+                    }
+                    Err(e) => return CloseReason::Io(e.to_string()),
+                },
+                _ = link.woken() => {
+                    match link.kicked() {
+                        KickReason::None => self.drain(),
+                        KickReason::TakenOver => return CloseReason::TakenOver,
+                        KickReason::QueueFull => return CloseReason::QueueFull,
+                        KickReason::ShuttingDown => return CloseReason::ShuttingDown,
+                    }
+                }
+                _ = sleep_until_opt(ka_deadline) => {
+                    Stats::add(&self.hub.stats.keepalive_timeouts, 1);
+                    return CloseReason::KeepAliveTimeout;
+                }
+            }
+        }
+    }
+
+    fn decode_all(&mut self, inbuf: &mut BytesMut, limits: &Limits) -> Result<(), CloseReason> {
+        loop {
+            match codec::decode(inbuf, self.version, limits) {
+                Ok(Some(p)) => self.on_packet(p)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(CloseReason::Malformed(e)),
+            }
+        }
+    }
+
+    /// Ends the connection: tells a v5 client why, flushes, detaches the
+    /// session and publishes the will when the reason calls for it.
+    async fn close<W: AsyncWrite + Unpin>(&mut self, why: CloseReason, wr: &mut W) {
+        if why.is_violation() {
+            Stats::add(&self.hub.stats.protocol_errors, 1);
+        }
+        if self.v5
+            && let Some(code) = why.reason_code()
+        {
+            self.write(&Packet::Disconnect(Disconnect {
+                reason_code: code,
+                reason_string: Some(why.to_string()),
+                ..Disconnect::default()
+            }));
+        }
+        if !self.out.is_empty() && !matches!(why, CloseReason::Io(_)) {
+            let _ = tokio::time::timeout(CLOSE_FLUSH, async {
+                wr.write_all(&self.out).await?;
+                wr.shutdown().await
+            })
+            .await;
+        }
+        let will = if why.publishes_will() {
+            self.will.take()
+        } else {
+            None
+        };
+        self.hub.disconnect(
+            &self.session,
+            &self.link,
+            will,
+            self.expiry_secs,
+            Instant::now(),
+        );
+        Stats::add_neg(&self.hub.stats.clients_connected);
+        if why.is_violation() {
+            tracing::info!(peer = %self.peer, client_id = %self.session.client_id, reason = %why, "client disconnected");
+        } else {
+            tracing::debug!(peer = %self.peer, client_id = %self.session.client_id, reason = %why, "client disconnected");
+        }
+    }
+
+    fn write(&mut self, p: &Packet) {
+        if let Err(e) = codec::encode(p, self.version, &mut self.out) {
+            tracing::warn!(error = %e, packet = p.name(), "could not encode a packet");
+        }
+    }
+
+    fn on_packet(&mut self, p: Packet) -> Result<(), CloseReason> {
+        match p {
+            Packet::Publish(p) => self.on_publish(p),
+            Packet::PubAck(r) => {
+                self.session.state.lock().on_ack(r.packet_id);
+                Ok(())
+            }
+            Packet::PubRec(r) => {
+                let known = self
+                    .session
+                    .state
+                    .lock()
+                    .on_rec(r.packet_id, r.reason_code < 0x80);
+                if r.reason_code < 0x80 {
+                    self.write(&Packet::PubRel(PubResp {
+                        packet_id: r.packet_id,
+                        reason_code: if known {
+                            reason::SUCCESS
+                        } else {
+                            reason::PACKET_IDENTIFIER_NOT_FOUND
+                        },
+                        ..PubResp::default()
+                    }));
+                }
+                Ok(())
+            }
+            Packet::PubRel(r) => {
+                let known = self.session.state.lock().incoming_qos2.remove(&r.packet_id);
+                self.write(&Packet::PubComp(PubResp {
+                    packet_id: r.packet_id,
+                    reason_code: if known {
+                        reason::SUCCESS
+                    } else {
+                        reason::PACKET_IDENTIFIER_NOT_FOUND
+                    },
+                    ..PubResp::default()
+                }));
+                Ok(())
+            }
+            Packet::PubComp(r) => {
+                self.session.state.lock().on_comp(r.packet_id);
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s),
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.write(&Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Auth(a) => self.on_auth(a),
+            Packet::Connect(_) => Err(CloseReason::ProtocolError("second CONNECT")),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(CloseReason::ProtocolError("server-only packet from client"))
+            }
+        }
+    }
+
+    fn on_publish(&mut self, mut p: Publish) -> Result<(), CloseReason> {
+        if let Some(alias) = p.properties.topic_alias {
+            if alias == 0 || alias > self.cfg.topic_alias_max {
+                return Err(CloseReason::TopicAliasInvalid);
+            }
+            if p.topic.is_empty() {
+                match self.in_aliases.get(&alias) {
+                    Some(t) => p.topic = t.to_string(),
+                    None => return Err(CloseReason::ProtocolError("unknown topic alias")),
+                }
+            } else {
+                self.in_aliases.insert(alias, Arc::from(p.topic.as_str()));
+            }
+        }
+        let pid = p.packet_id.unwrap_or(0);
+        if self.v5
+            && p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
+            // [MQTT-3.3.2-4] allows refusing it; keep the connection when
+            // there is an ack to carry the reason.
+            return match p.qos {
+                QoS::AtMostOnce => Err(CloseReason::PayloadFormatInvalid),
+                QoS::AtLeastOnce => {
+                    self.ack(pid, QoS::AtLeastOnce, reason::PAYLOAD_FORMAT_INVALID);
+                    Ok(())
+                }
+                QoS::ExactlyOnce => {
+                    self.ack(pid, QoS::ExactlyOnce, reason::PAYLOAD_FORMAT_INVALID);
+                    Ok(())
+                }
+            };
+        }
+        if p.qos == QoS::ExactlyOnce {
+            let mut st = self.session.state.lock();
+            if st.incoming_qos2.contains(&pid) {
+                // A resend of a message already taken: acknowledge again,
+                // do not deliver twice [MQTT-4.3.3-10].
+                drop(st);
+                self.ack(pid, QoS::ExactlyOnce, reason::SUCCESS);
+                return Ok(());
+            }
+            if st.incoming_qos2.len() >= usize::from(self.cfg.receive_maximum) && self.v5 {
+                return Err(CloseReason::ReceiveMaximumExceeded);
+            }
+            st.incoming_qos2.insert(pid);
+        }
+        let qos = p.qos;
+        let msg = self.message_from(p);
+        let code = match self.hub.publish(msg) {
+            Ok(r) if r.retained_refused => reason::QUOTA_EXCEEDED,
+            Ok(_) => reason::SUCCESS,
+            Err(PublishError::InvalidTopic(_)) => {
+                if qos == QoS::ExactlyOnce {
+                    self.session.state.lock().incoming_qos2.remove(&pid);
+                }
+                return Err(CloseReason::TopicNameInvalid);
+            }
+        };
+        if qos == QoS::ExactlyOnce && code >= 0x80 && self.v5 {
+            // A PUBREC with an error code ends the exchange: no PUBREL follows.
+            self.session.state.lock().incoming_qos2.remove(&pid);
+        }
+        // 3.1.x has no reason codes: the message was routed, so ack it.
+        self.ack(pid, qos, if self.v5 { code } else { reason::SUCCESS });
+        Ok(())
+    }
+
+    fn ack(&mut self, pid: u16, qos: QoS, code: u8) {
+        let r = PubResp {
+            packet_id: pid,
+            reason_code: code,
+            ..PubResp::default()
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.write(&Packet::PubAck(r)),
+            QoS::ExactlyOnce => self.write(&Packet::PubRec(r)),
+        }
+    }
+
+    fn message_from(&self, p: Publish) -> Message {
+        let pp = p.properties;
+        let props = MessageProps {
+            payload_format: pp.payload_format_indicator,
+            content_type: pp.content_type,
+            response_topic: pp.response_topic,
+            correlation_data: pp.correlation_data,
+            user_properties: pp.user_properties,
+        };
+        Message {
+            topic: Arc::from(p.topic),
+            payload: p.payload,
+            qos: p.qos as u8,
+            retain: p.retain,
+            origin: Some(self.session.client_id.clone()),
+            props: (!props.is_empty()).then(|| Box::new(props)),
+            received_at: Instant::now(),
+            expiry: pp
+                .message_expiry_interval
+                .map(|s| Duration::from_secs(u64::from(s))),
+        }
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), CloseReason> {
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        for f in &s.filters {
+            let shared = f.filter.starts_with("$share/");
+            if shared && f.options.no_local && self.v5 {
+                // [MQTT-3.8.3-4]
+                return Err(CloseReason::ProtocolError(
+                    "no local on a shared subscription",
+                ));
+            }
+            let opts = SubOptions {
+                qos: f.options.qos as u8,
+                no_local: self.v5 && f.options.no_local,
+                retain_as_published: self.v5 && f.options.retain_as_published,
+                sub_id: s.subscription_identifier,
+            };
+            match self.hub.subscribe(&self.session, &f.filter, opts) {
+                Ok(r) => {
+                    codes.push(opts.qos);
+                    let send = match f.options.retain_handling {
+                        RetainHandling::SendAtSubscribe => true,
+                        RetainHandling::SendIfNew => !r.existed,
+                        RetainHandling::DoNotSend => false,
+                    };
+                    if send && !r.shared {
+                        retained.push((f.filter.clone(), opts));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(client_id = %self.session.client_id, filter = %f.filter, error = %e, "subscription refused");
+                    codes.push(match (self.v5, e) {
+                        (false, _) => 0x80,
+                        (true, SubscribeError::InvalidFilter(_)) => reason::TOPIC_FILTER_INVALID,
+                        (true, SubscribeError::TooManySubscriptions) => reason::QUOTA_EXCEEDED,
+                    });
+                }
+            }
+        }
+        self.write(&Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            reason_codes: codes,
+            ..SubAck::default()
+        }));
+        for (filter, opts) in retained {
+            self.hub.deliver_retained(&self.session, &filter, opts);
+        }
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let codes = u
+            .filters
+            .iter()
+            .map(|f| {
+                if self.hub.unsubscribe(&self.session, f) {
+                    reason::SUCCESS
+                } else {
+                    reason::NO_SUBSCRIPTION_EXISTED
+                }
+            })
+            .collect();
+        self.write(&Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            reason_codes: if self.v5 { codes } else { Vec::new() },
+            ..UnsubAck::default()
+        }));
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Result<(), CloseReason> {
+        if let Some(e) = d.session_expiry_interval {
+            if self.expiry_secs == 0 && e != 0 {
+                // [MQTT-3.14.2-2]
+                return Err(CloseReason::ProtocolError(
+                    "session expiry set at DISCONNECT after 0 at CONNECT",
+                ));
+            }
+            self.expiry_secs = e.min(self.cfg.session_expiry_max_secs);
+        }
+        Err(match d.reason_code {
+            reason::NORMAL_DISCONNECTION => CloseReason::ClientDisconnect,
+            reason::DISCONNECT_WITH_WILL => CloseReason::ClientDisconnectWithWill,
+            c => CloseReason::ClientError(c),
+        })
+    }
+
+    fn on_auth(&mut self, _a: Auth) -> Result<(), CloseReason> {
+        // No enhanced authentication method is offered, so no exchange can
+        // be in progress [MQTT-4.12.0-6]... until token auth adds one.
+        Err(CloseReason::ProtocolError(
+            "AUTH without an authentication method",
+        ))
+    }
+
+    /// Moves queued deliveries into the output buffer while it is below
+    /// its high-water mark and the window allows.
+    fn drain(&mut self) {
+        let high = self.cfg.write_buffer_bytes_high;
+        if self.out.len() >= high {
+            return;
+        }
+        let now = Instant::now();
+        let session = self.session.clone();
+        let mut st = session.state.lock();
+        while self.out.len() < high {
+            match st.next_outgoing(self.window, now) {
+                NextOutgoing::Send(Outgoing::Publish {
+                    delivery,
+                    packet_id,
+                    dup,
+                }) => {
+                    if !self.write_publish(&delivery, packet_id, dup, now)
+                        && let Some(pid) = packet_id
+                    {
+                        // Too large for the client: behave as if it were
+                        // delivered [MQTT-3.1.2-25].
+                        st.abandon(pid);
+                    }
+                }
+                NextOutgoing::Send(Outgoing::Release { packet_id }) => {
+                    self.write(&Packet::PubRel(PubResp {
+                        packet_id,
+                        ..PubResp::default()
+                    }));
+                }
+                NextOutgoing::Expired => Stats::add(&self.hub.stats.dropped_expired, 1),
+                NextOutgoing::WindowFull | NextOutgoing::Idle => break,
+            }
+        }
+    }
+
+    /// Encodes one delivery; false if it exceeds the client's maximum
+    /// packet size and was not written.
+    fn write_publish(
+        &mut self,
+        d: &Delivery,
+        packet_id: Option<u16>,
+        dup: bool,
+        now: Instant,
+    ) -> bool {
+        let msg = &d.msg;
+        let mut p = Publish {
+            dup,
+            qos: QoS::from_u8(d.qos).unwrap_or(QoS::AtMostOnce),
+            retain: d.retain,
+            topic: msg.topic.to_string(),
+            packet_id,
+            payload: msg.payload.clone(),
+            properties: PublishProperties::default(),
+        };
+        if self.v5 {
+            let pp = &mut p.properties;
+            if let Some(props) = &msg.props {
+                pp.payload_format_indicator = props.payload_format;
+                pp.content_type = props.content_type.clone();
+                pp.response_topic = props.response_topic.clone();
+                pp.correlation_data = props.correlation_data.clone();
+                pp.user_properties = props.user_properties.clone();
+            }
+            // [MQTT-3.3.2-6]: forward the lifetime that is left.
+            pp.message_expiry_interval = msg.remaining_expiry_secs(now);
+            pp.subscription_identifiers = d.sub_ids.clone();
+        }
+        let mut pkt = Packet::Publish(p);
+        if self.client_packet_max != usize::MAX {
+            // Measured with the full topic: an alias only makes it smaller.
+            match codec::encoded_len(&pkt, self.version) {
+                Ok(n) if n <= self.client_packet_max => {}
+                _ => {
+                    Stats::add(&self.hub.stats.dropped_too_large, 1);
+                    return false;
+                }
+            }
+        }
+        if self.out_alias_max > 0
+            && let Packet::Publish(p) = &mut pkt
+        {
+            if let Some(&a) = self.out_aliases.get(&msg.topic) {
+                p.topic.clear();
+                p.properties.topic_alias = Some(a);
+            } else if self.out_aliases.len() < usize::from(self.out_alias_max) {
+                let a = self.out_aliases.len() as u16 + 1;
+                self.out_aliases.insert(msg.topic.clone(), a);
+                p.properties.topic_alias = Some(a);
+            }
+        }
+        self.write(&pkt);
+        Stats::add(&self.hub.stats.messages_sent, 1);
+        true
+    }
+}
+
+async fn write_and_close<W: AsyncWrite + Unpin>(wr: &mut W, bytes: Option<Vec<u8>>) {
+    if let Some(b) = bytes {
+        let _ = tokio::time::timeout(CLOSE_FLUSH, async {
+            wr.write_all(&b).await?;
+            wr.shutdown().await
+        })
+        .await;
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A client identifier for a client that sent none: unique across
+/// restarts (time-based prefix) and within the process (counter).
+fn assigned_client_id(hub: &Hub) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("tern-{t:x}-{}", hub.next_id())
+}
+
+/// Validates a will and turns it into a hub [`Will`]; the error is the
+/// CONNACK reason code.
+fn build_will(w: &codec::LastWill, client_id: &str, hub: &Hub) -> Result<Will, u8> {
+    if tern_hub::topic::validate_name(&w.topic, &hub.config().topic).is_err() {
+        return Err(reason::TOPIC_NAME_INVALID);
+    }
+    let wp = &w.properties;
+    if wp.payload_format_indicator == Some(1) && std::str::from_utf8(&w.payload).is_err() {
+        return Err(reason::PAYLOAD_FORMAT_INVALID);
+    }
+    let props = MessageProps {
+        payload_format: wp.payload_format_indicator,
+        content_type: wp.content_type.clone(),
+        response_topic: wp.response_topic.clone(),
+        correlation_data: wp.correlation_data.clone(),
+        user_properties: wp.user_properties.clone(),
+    };
+    Ok(Will {
+        msg: Message {
+            topic: Arc::from(w.topic.as_str()),
+            payload: w.payload.clone(),
+            qos: w.qos as u8,
+            retain: w.retain,
+            origin: Some(Arc::from(client_id)),
+            props: (!props.is_empty()).then(|| Box::new(props)),
+            received_at: Instant::now(),
+            expiry: wp
+                .message_expiry_interval
+                .map(|s| Duration::from_secs(u64::from(s))),
+        },
+        delay_secs: wp.will_delay_interval.unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_the_protocol_level_of_a_connect() {
+        // CONNECT, remaining 10, "MQTT", level 5.
+        let b = [0x10, 10, 0, 4, b'M', b'Q', b'T', b'T', 5, 0, 0, 60];
+        assert_eq!(sniff_protocol_level(&b), Some(5));
+        assert_eq!(sniff_protocol_level(&b[..5]), None);
+    }
+
+    #[test]
+    fn v3_return_codes() {
+        assert_eq!(v3_return_code(reason::CLIENT_IDENTIFIER_NOT_VALID), 2);
+        assert_eq!(v3_return_code(reason::UNSUPPORTED_PROTOCOL_VERSION), 1);
+        assert_eq!(v3_return_code(reason::SERVER_BUSY), 3);
+        assert_eq!(v3_return_code(reason::BAD_USER_NAME_OR_PASSWORD), 4);
+        assert_eq!(v3_return_code(reason::NOT_AUTHORIZED), 5);
+    }
+}

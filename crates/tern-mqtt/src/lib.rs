@@ -1,0 +1,23 @@
+//! Tern's MQTT adapter: turns MQTT 3.1, 3.1.1 and 5.0 connections into
+//! hub operations and the hub's deliveries back into packets.
+//!
+//! It decodes with `tern-mqtt-codec`, routes nothing itself (the hub does),
+//! and keeps only per-connection state: topic aliases, keep alive, the
+//! output buffer.
+//!
+//! # Layout
+//! - `config`: [`MqttConfig`], every bound with its default.
+//! - `server`: the TCP accept loop ([`server::run`]).
+//! - `connection`: one connection's handshake and main loop, generic over
+//!   the stream so TLS and WebSocket reuse it.
+//! - `close`: [`CloseReason`], the closed set of ways a connection ends.
+//! - `sys`: the `$SYS/broker/...` statistics publisher.
+
+pub mod close;
+pub mod config;
+pub mod connection;
+pub mod server;
+pub mod sys;
+
+pub use close::CloseReason;
+pub use config::MqttConfig;

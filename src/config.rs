@@ -1,0 +1,341 @@
+//! `tern serve` settings: defaults, then the TOML file (`--config`), then
+//! environment variables (`TERN_*`), then flags — each layer overriding the
+//! one before. Every flag has a config key of the same name with `_` for `-`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tern_hub::{HubConfig, QueueFullPolicy, TopicLimits};
+use tern_mqtt::MqttConfig;
+
+/// Every setting of `tern serve`. All optional so that layers can be merged;
+/// [`Settings::resolve`] applies the defaults shown in `--help`.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeOptions {
+    /// TOML file with any of these settings (keys use `_` for `-`).
+    #[arg(long, env = "TERN_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// MQTT over TCP listener; port 0 picks a free one [default: 127.0.0.1:1883].
+    #[arg(long, env = "TERN_MQTT", value_name = "HOST:PORT")]
+    pub mqtt: Option<String>,
+
+    /// HTTP/WebSocket listener (reserved: not served by this release) [default: 127.0.0.1:8080].
+    #[arg(long, env = "TERN_HTTP", value_name = "HOST:PORT")]
+    pub http: Option<String>,
+
+    /// Directory for durable state (reserved: this release keeps state in memory) [default: ./tern-data].
+    #[arg(long, env = "TERN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Accept clients without credentials on a non-loopback listener
+    /// [default: false; loopback listeners always accept them].
+    #[arg(long, env = "TERN_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_anonymous: Option<bool>,
+
+    /// Largest MQTT packet accepted, bytes (advertised to v5 clients) [default: 1048576].
+    #[arg(long, env = "TERN_PACKET_BYTES_MAX", value_name = "BYTES")]
+    pub packet_bytes_max: Option<usize>,
+
+    /// Inbound QoS 1/2 window per client (v5 Receive Maximum) [default: 128].
+    #[arg(long, env = "TERN_RECEIVE_MAXIMUM", value_name = "N")]
+    pub receive_maximum: Option<u16>,
+
+    /// Outbound QoS 1/2 messages in flight per client, also capped by the
+    /// client's Receive Maximum [default: 128].
+    #[arg(long, env = "TERN_INFLIGHT_MAX", value_name = "N")]
+    pub inflight_max: Option<u16>,
+
+    /// Messages queued per session (offline, or waiting for the window)
+    /// [default: 1000].
+    #[arg(long, env = "TERN_SESSION_QUEUE_MAX", value_name = "N")]
+    pub session_queue_max: Option<usize>,
+
+    /// What a full session queue does with one more QoS 1/2 message:
+    /// drop-oldest, drop-new or disconnect (QoS 0 is always dropped)
+    /// [default: drop-oldest].
+    #[arg(long, env = "TERN_QUEUE_FULL_POLICY", value_name = "POLICY")]
+    pub queue_full_policy: Option<String>,
+
+    /// Subscriptions per session [default: 1000].
+    #[arg(long, env = "TERN_SUBSCRIPTIONS_MAX", value_name = "N")]
+    pub subscriptions_max: Option<usize>,
+
+    /// Longest topic name or filter, bytes [default: 65535].
+    #[arg(long, env = "TERN_TOPIC_BYTES_MAX", value_name = "BYTES")]
+    pub topic_bytes_max: Option<usize>,
+
+    /// Most levels in a topic name or filter [default: 128].
+    #[arg(long, env = "TERN_TOPIC_LEVELS_MAX", value_name = "N")]
+    pub topic_levels_max: Option<usize>,
+
+    /// Longest client identifier, bytes [default: 256].
+    #[arg(long, env = "TERN_CLIENT_ID_BYTES_MAX", value_name = "BYTES")]
+    pub client_id_bytes_max: Option<usize>,
+
+    /// Connections held at once; more are closed at accept [default: 100000].
+    #[arg(long, env = "TERN_CONNECTIONS_MAX", value_name = "N")]
+    pub connections_max: Option<usize>,
+
+    /// Sessions held at once, connected or persistent [default: 1000000].
+    #[arg(long, env = "TERN_SESSIONS_MAX", value_name = "N")]
+    pub sessions_max: Option<usize>,
+
+    /// Time allowed from TCP accept to a complete CONNECT, seconds [default: 10].
+    #[arg(long, env = "TERN_CONNECT_TIMEOUT_SECS", value_name = "SECS")]
+    pub connect_timeout_secs: Option<u64>,
+
+    /// Largest keep alive granted, seconds: v5 clients asking more (or 0)
+    /// get this as Server Keep Alive; 3.1.x clients asking more are refused
+    /// [default: 65535].
+    #[arg(long, env = "TERN_KEEPALIVE_MAX_SECS", value_name = "SECS")]
+    pub keepalive_max_secs: Option<u16>,
+
+    /// Largest session expiry granted, seconds [default: 4294967295 = never expires].
+    #[arg(long, env = "TERN_SESSION_EXPIRY_MAX_SECS", value_name = "SECS")]
+    pub session_expiry_max_secs: Option<u32>,
+
+    /// Topic aliases per connection, each way (v5 Topic Alias Maximum) [default: 64].
+    #[arg(long, env = "TERN_TOPIC_ALIAS_MAX", value_name = "N")]
+    pub topic_alias_max: Option<u16>,
+
+    /// Retained messages held in all [default: 1000000].
+    #[arg(long, env = "TERN_RETAINED_MAX", value_name = "N")]
+    pub retained_max: Option<usize>,
+
+    /// Interval of the $SYS/broker statistics topics, seconds; 0 turns them off [default: 10].
+    #[arg(long, env = "TERN_SYS_INTERVAL_SECS", value_name = "SECS")]
+    pub sys_interval_secs: Option<u64>,
+
+    /// Deliver one copy per matching subscription, instead of one copy per
+    /// client at the highest QoS with every subscription identifier [default: false].
+    #[arg(long, env = "TERN_OVERLAP_DELIVER_EACH", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub overlap_deliver_each: Option<bool>,
+
+    /// Output bytes buffered per connection before it stops taking from its
+    /// session queue [default: 65536].
+    #[arg(long, env = "TERN_WRITE_BUFFER_BYTES_HIGH", value_name = "BYTES")]
+    pub write_buffer_bytes_high: Option<usize>,
+}
+
+macro_rules! layer {
+    ($hi:expr, $lo:expr, $($f:ident),*) => {
+        ServeOptions { config: $hi.config.clone(), $($f: $hi.$f.clone().or($lo.$f.clone())),* }
+    };
+}
+
+impl ServeOptions {
+    /// `self` where set, else `lower`.
+    fn over(&self, lower: &ServeOptions) -> ServeOptions {
+        layer!(
+            self,
+            lower,
+            mqtt,
+            http,
+            data_dir,
+            allow_anonymous,
+            packet_bytes_max,
+            receive_maximum,
+            inflight_max,
+            session_queue_max,
+            queue_full_policy,
+            subscriptions_max,
+            topic_bytes_max,
+            topic_levels_max,
+            client_id_bytes_max,
+            connections_max,
+            sessions_max,
+            connect_timeout_secs,
+            keepalive_max_secs,
+            session_expiry_max_secs,
+            topic_alias_max,
+            retained_max,
+            sys_interval_secs,
+            overlap_deliver_each,
+            write_buffer_bytes_high
+        )
+    }
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub allow_anonymous: bool,
+    pub sys_interval: Option<Duration>,
+    pub hub: HubConfig,
+    pub mqtt_cfg: MqttConfig,
+}
+
+fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .with_context(|| format!("--{what} {s}: expected HOST:PORT"))?
+        .next()
+        .with_context(|| format!("--{what} {s}: the host resolves to no address"))
+}
+
+impl Settings {
+    /// Merges flags/env with the config file and applies defaults, then
+    /// checks the relations between settings.
+    pub fn resolve(cli: &ServeOptions) -> anyhow::Result<Settings> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<ServeOptions>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => ServeOptions::default(),
+        };
+        let o = cli.over(&file);
+        let hub_d = HubConfig::default();
+        let mqtt_d = MqttConfig::default();
+        let policy = match o.queue_full_policy.as_deref().unwrap_or("drop-oldest") {
+            "drop-oldest" => QueueFullPolicy::DropOldest,
+            "drop-new" => QueueFullPolicy::DropNew,
+            "disconnect" => QueueFullPolicy::Disconnect,
+            other => {
+                bail!("queue_full_policy {other:?}: expected drop-oldest, drop-new or disconnect")
+            }
+        };
+        let s = Settings {
+            mqtt: parse_addr(o.mqtt.as_deref().unwrap_or("127.0.0.1:1883"), "mqtt")?,
+            http: parse_addr(o.http.as_deref().unwrap_or("127.0.0.1:8080"), "http")?,
+            data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("./tern-data")),
+            allow_anonymous: o.allow_anonymous.unwrap_or(false),
+            sys_interval: match o.sys_interval_secs.unwrap_or(10) {
+                0 => None,
+                n => Some(Duration::from_secs(n)),
+            },
+            hub: HubConfig {
+                topic: TopicLimits {
+                    topic_bytes_max: o.topic_bytes_max.unwrap_or(hub_d.topic.topic_bytes_max),
+                    topic_levels_max: o.topic_levels_max.unwrap_or(hub_d.topic.topic_levels_max),
+                },
+                session_queue_max: o.session_queue_max.unwrap_or(hub_d.session_queue_max),
+                queue_full_policy: policy,
+                subscriptions_max: o.subscriptions_max.unwrap_or(hub_d.subscriptions_max),
+                retained_max: o.retained_max.unwrap_or(hub_d.retained_max),
+                sessions_max: o.sessions_max.unwrap_or(hub_d.sessions_max),
+                overlap_deliver_each: o.overlap_deliver_each.unwrap_or(false),
+            },
+            mqtt_cfg: MqttConfig {
+                packet_bytes_max: o.packet_bytes_max.unwrap_or(mqtt_d.packet_bytes_max),
+                receive_maximum: o.receive_maximum.unwrap_or(mqtt_d.receive_maximum),
+                inflight_max: o.inflight_max.unwrap_or(mqtt_d.inflight_max),
+                connect_timeout: o
+                    .connect_timeout_secs
+                    .map_or(mqtt_d.connect_timeout, Duration::from_secs),
+                keepalive_max_secs: o.keepalive_max_secs.unwrap_or(mqtt_d.keepalive_max_secs),
+                session_expiry_max_secs: o
+                    .session_expiry_max_secs
+                    .unwrap_or(mqtt_d.session_expiry_max_secs),
+                topic_alias_max: o.topic_alias_max.unwrap_or(mqtt_d.topic_alias_max),
+                client_id_bytes_max: o.client_id_bytes_max.unwrap_or(mqtt_d.client_id_bytes_max),
+                connections_max: o.connections_max.unwrap_or(mqtt_d.connections_max),
+                write_buffer_bytes_high: o
+                    .write_buffer_bytes_high
+                    .unwrap_or(mqtt_d.write_buffer_bytes_high),
+            },
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let m = &self.mqtt_cfg;
+        let h = &self.hub;
+        if !(16..=268_435_460).contains(&m.packet_bytes_max) {
+            bail!("packet_bytes_max must be between 16 and 268435460");
+        }
+        if m.receive_maximum == 0 || m.inflight_max == 0 {
+            bail!("receive_maximum and inflight_max must be at least 1");
+        }
+        if h.session_queue_max == 0 {
+            bail!("session_queue_max must be at least 1");
+        }
+        if h.topic.topic_bytes_max == 0 || h.topic.topic_levels_max == 0 {
+            bail!("topic_bytes_max and topic_levels_max must be at least 1");
+        }
+        if m.connections_max == 0 || h.sessions_max == 0 {
+            bail!("connections_max and sessions_max must be at least 1");
+        }
+        if m.connect_timeout.is_zero() {
+            bail!("connect_timeout_secs must be at least 1");
+        }
+        if m.write_buffer_bytes_high < 1024 {
+            bail!("write_buffer_bytes_high must be at least 1024");
+        }
+        if !self.mqtt.ip().is_loopback() && !self.allow_anonymous {
+            bail!(
+                "refusing to listen on {} without credentials: no API keys are configured \
+                 (key support is not in this release), so anyone who can reach this address \
+                 could connect. Listen on 127.0.0.1, or pass --allow-anonymous to accept that.",
+                self.mqtt
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let file: ServeOptions =
+            toml::from_str("mqtt = \"127.0.0.1:1999\"\nreceive_maximum = 7\nsession_queue_max = 5")
+                .unwrap();
+        let cli = ServeOptions {
+            session_queue_max: Some(9),
+            ..ServeOptions::default()
+        };
+        let o = cli.over(&file);
+        assert_eq!(o.mqtt.as_deref(), Some("127.0.0.1:1999"));
+        assert_eq!(o.receive_maximum, Some(7));
+        assert_eq!(o.session_queue_max, Some(9));
+    }
+
+    #[test]
+    fn unknown_config_keys_are_errors() {
+        assert!(toml::from_str::<ServeOptions>("mqt = \"x\"").is_err());
+    }
+
+    #[test]
+    fn non_loopback_without_credentials_refuses_to_start() {
+        let cli = ServeOptions {
+            mqtt: Some("0.0.0.0:0".into()),
+            ..ServeOptions::default()
+        };
+        let e = Settings::resolve(&cli).unwrap_err().to_string();
+        assert!(e.contains("--allow-anonymous"), "{e}");
+        let cli = ServeOptions {
+            allow_anonymous: Some(true),
+            ..cli
+        };
+        assert!(Settings::resolve(&cli).is_ok());
+    }
+
+    #[test]
+    fn invalid_relations_are_refused() {
+        let cli = ServeOptions {
+            receive_maximum: Some(0),
+            ..ServeOptions::default()
+        };
+        assert!(Settings::resolve(&cli).is_err());
+        let cli = ServeOptions {
+            queue_full_policy: Some("sometimes".into()),
+            ..ServeOptions::default()
+        };
+        assert!(Settings::resolve(&cli).is_err());
+    }
+}

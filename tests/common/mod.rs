@@ -1,0 +1,93 @@
+//! Shared harness for the integration tests: runs the real `tern` binary on
+//! free ports and stops it (by PID, through `Child`) when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `tern serve` process.
+pub struct Tern {
+    child: Child,
+    /// The MQTT TCP listener's address, read from the `listening mqtt ADDR` line.
+    pub mqtt: SocketAddr,
+    /// Lines the server printed on stdout after the listening line.
+    pub stdout: mpsc::Receiver<String>,
+    /// Temporary data directory, removed on drop.
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Tern {
+    /// Starts `tern serve --mqtt 127.0.0.1:0` with `extra` flags appended.
+    pub fn start(extra: &[&str]) -> Tern {
+        let data_dir = std::env::temp_dir().join(format!(
+            "tern-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
+        cmd.arg("serve")
+            .arg("--mqtt")
+            .arg("127.0.0.1:0")
+            .arg("--http")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn tern");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut mqtt = None;
+        while mqtt.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("tern did not print its listening line within 30 s");
+            if let Some(addr) = line.strip_prefix("listening mqtt ") {
+                mqtt = Some(addr.trim().parse().expect("listening address"));
+            }
+        }
+        Tern {
+            child,
+            mqtt: mqtt.unwrap_or_else(|| unreachable!()),
+            stdout: rx,
+            data_dir,
+        }
+    }
+
+    /// The MQTT port as a string, handy for command-line clients.
+    pub fn port(&self) -> String {
+        self.mqtt.port().to_string()
+    }
+
+    /// The OS process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Drop for Tern {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
