@@ -774,6 +774,14 @@ impl Conn {
         let now = Instant::now();
         let session = self.session.clone();
         let mut st = session.state.lock();
+        if !st
+            .owner
+            .as_ref()
+            .is_some_and(|o| Arc::ptr_eq(o, &self.link))
+        {
+            // Taken over: the new connection sends from here on.
+            return;
+        }
         while self.out.len() < high {
             match st.next_outgoing(self.window, now) {
                 NextOutgoing::Send(Outgoing::Publish {
