@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::index::{Subscriber, SubscriptionIndex};
 use crate::message::{Delivery, Message, Qos};
+use crate::retained::RetainedStore;
 use crate::session::{ConnLink, KickReason, QueueFullPolicy, SessionHandle, SubOptions};
 use crate::stats::Stats;
 use crate::topic::{self, TopicError, TopicLimits};
@@ -129,7 +130,7 @@ pub struct Hub {
     config: HubConfig,
     sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
     index: RwLock<SubscriptionIndex>,
-    retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
+    retained: RwLock<RetainedStore>,
     timers: Mutex<BTreeMap<(Instant, u64), TimerEvent>>,
     next_id: AtomicU64,
     /// Counters for metrics and `$SYS`.
@@ -144,7 +145,7 @@ impl Hub {
             config,
             sessions: Mutex::new(HashMap::new()),
             index: RwLock::new(SubscriptionIndex::default()),
-            retained: RwLock::new(HashMap::new()),
+            retained: RwLock::new(RetainedStore::default()),
             timers: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             stats: Stats::default(),
@@ -453,21 +454,9 @@ impl Hub {
         opts: SubOptions,
     ) -> usize {
         let now = Instant::now();
-        let msgs: Vec<Arc<Message>> = {
-            let r = self.retained.read();
-            if topic::has_wildcard(filter) {
-                r.values()
-                    .filter(|m| topic::matches(filter, &m.topic) && !m.is_expired(now))
-                    .cloned()
-                    .collect()
-            } else {
-                r.get(filter)
-                    .filter(|m| !m.is_expired(now))
-                    .cloned()
-                    .into_iter()
-                    .collect()
-            }
-        };
+        let mut msgs: Vec<Arc<Message>> = Vec::new();
+        self.retained.read().matching(filter, &mut msgs);
+        msgs.retain(|m| !m.is_expired(now));
         let n = msgs.len();
         for msg in msgs {
             let qos = msg.qos.min(opts.qos);
@@ -510,11 +499,11 @@ impl Hub {
             if msg.payload.is_empty() {
                 r.remove(&msg.topic);
             } else {
-                if r.len() >= self.config.retained_max && !r.contains_key(&msg.topic) {
+                if r.len() >= self.config.retained_max && !r.contains(&msg.topic) {
                     retained_refused = true;
                     self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    r.insert(msg.topic.clone(), msg.clone());
+                    r.insert(msg.clone());
                 }
             }
             self.stats.retained.store(r.len() as u64, Ordering::Relaxed);

@@ -10,6 +10,7 @@
 //! - `index`: the subscription trie, with shared-subscription groups.
 //! - `message`: [`Message`] (one `Arc` shared by every subscriber) and
 //!   [`Delivery`] (a message on its way to one session).
+//! - `retained`: retained messages in a trie matched by filter.
 //! - `session`: [`SessionHandle`], [`SessionState`] with the outbound
 //!   QoS 1/2 window and inbound QoS 2 ids, [`ConnLink`] to the owning
 //!   connection.
@@ -21,6 +22,7 @@
 pub mod hub;
 pub mod index;
 pub mod message;
+pub mod retained;
 pub mod session;
 pub mod stats;
 pub mod store;
