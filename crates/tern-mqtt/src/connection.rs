@@ -391,12 +391,17 @@ impl Conn {
         let link = self.link.clone();
         let mut last_rx = Instant::now();
         let read_stop_bytes = self.cfg.write_buffer_bytes_high * 4;
+        // One timer for the connection's life: when it fires, it is moved to
+        // 1.5 × keep alive after the last packet if one came since, so
+        // reads never touch the timer wheel [MQTT-3.1.2-22].
+        let ka_period = self.keep_alive * 3 / 2;
+        let ka_timer = tokio::time::sleep(if ka_period.is_zero() {
+            Duration::from_secs(86_400 * 365)
+        } else {
+            ka_period
+        });
+        tokio::pin!(ka_timer);
         loop {
-            let ka_deadline = if self.keep_alive.is_zero() {
-                None
-            } else {
-                Some(last_rx + self.keep_alive * 3 / 2)
-            };
             // Stop reading while the client does not take what we write:
             // its requests would only grow our output further.
             let can_read = self.out.len() < read_stop_bytes;
@@ -439,9 +444,13 @@ impl Conn {
                         KickReason::ShuttingDown => return CloseReason::ShuttingDown,
                     }
                 }
-                _ = sleep_until_opt(ka_deadline) => {
-                    Stats::add(&self.hub.stats.keepalive_timeouts, 1);
-                    return CloseReason::KeepAliveTimeout;
+                _ = &mut ka_timer, if !ka_period.is_zero() => {
+                    let deadline = last_rx + ka_period;
+                    if Instant::now() >= deadline {
+                        Stats::add(&self.hub.stats.keepalive_timeouts, 1);
+                        return CloseReason::KeepAliveTimeout;
+                    }
+                    ka_timer.as_mut().reset(deadline.into());
                 }
             }
         }
@@ -877,13 +886,6 @@ async fn write_and_close<W: AsyncWrite + Unpin>(wr: &mut W, bytes: Option<Vec<u8
             wr.shutdown().await
         })
         .await;
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
     }
 }
 
