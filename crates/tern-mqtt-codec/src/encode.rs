@@ -21,7 +21,8 @@ use crate::{
 /// 3.1, `MQTT`/4, `MQTT`/5), whatever `version` says, as [`crate::decode`]
 /// reads it. In v5, acks whose reason code is 0 and that have no properties
 /// use the short forms (PUBACK..PUBCOMP: 2 bytes; DISCONNECT, AUTH: empty).
-/// On error nothing is written.
+/// A QoS 0 PUBLISH is written without DUP flag and packet id, whatever the
+/// struct holds. On error nothing is written.
 pub fn encode(
     packet: &Packet,
     version: ProtocolVersion,
@@ -46,7 +47,9 @@ fn header(packet: &Packet, version: ProtocolVersion) -> Result<(u8, u32), Encode
         Packet::Connect(_) => 0x10,
         Packet::ConnAck(_) => 0x20,
         Packet::Publish(p) => {
-            0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
+            // DUP is never set on QoS 0 [MQTT-3.3.1-2], e.g. after a downgrade.
+            let dup = p.dup && p.qos != QoS::AtMostOnce;
+            0x30 | (u8::from(dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
         }
         Packet::PubAck(_) => 0x40,
         Packet::PubRec(_) => 0x50,

@@ -492,8 +492,10 @@ fn encoder_errors() {
         ..Default::default()
     });
     assert_eq!(encoded_len(&huge, V3_1_1), Err(EncodeError::PacketTooLarge));
-    // A QoS 0 PUBLISH ignores a stray packet id.
+    // A QoS 0 PUBLISH drops a stray packet id and DUP flag
+    // [MQTT-3.3.1-2] (a QoS 1 message downgraded for a subscriber).
     let p = Packet::Publish(Publish {
+        dup: true,
         topic: "t".into(),
         packet_id: Some(5),
         ..Default::default()
