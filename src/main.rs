@@ -1,6 +1,7 @@
 //! `tern`: the server binary. Parses the command line, resolves settings,
 //! and wires the hub to the protocol adapters.
 
+mod bench;
 mod config;
 
 use std::io::Write;
@@ -27,6 +28,9 @@ enum Command {
     /// Run the server. With no options: MQTT on 127.0.0.1:1883, anonymous
     /// clients allowed because it listens on loopback only.
     Serve(ServeOptions),
+    /// Load-test an MQTT broker: throughput, latency, losses (see
+    /// docs/bench-tool.md).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?
                 .block_on(serve(settings))
         }
+        Command::Bench(args) => bench::run(args),
     }
 }
 
