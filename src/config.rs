@@ -47,7 +47,7 @@ pub struct ServeOptions {
     pub receive_maximum: Option<u16>,
 
     /// Outbound QoS 1/2 messages in flight per client, also capped by the
-    /// client's Receive Maximum [default: 128].
+    /// client's Receive Maximum [default: 512].
     #[arg(long, env = "TERN_INFLIGHT_MAX", value_name = "N")]
     pub inflight_max: Option<u16>,
 

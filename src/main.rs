@@ -57,9 +57,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(s: Settings) -> anyhow::Result<()> {
     let hub = Hub::new(s.hub.clone());
-    let listener = TcpListener::bind(s.mqtt)
-        .await
-        .with_context(|| format!("binding the MQTT listener on {}", s.mqtt))?;
+    let listener =
+        bind(s.mqtt).with_context(|| format!("binding the MQTT listener on {}", s.mqtt))?;
     let addr = listener.local_addr()?;
     // One line a script can read: `listening mqtt HOST:PORT`.
     {
@@ -96,6 +95,22 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Binds a listener with a backlog deep enough for connection bursts (the
+/// default of 128 overflows when thousands of clients connect at once).
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Pending connections the kernel may queue per listener.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Runs the hub's timers (will delays, session expiry).
 async fn drive_timers(hub: Arc<Hub>) {

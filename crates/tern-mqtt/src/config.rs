@@ -13,7 +13,7 @@ pub struct MqttConfig {
     /// exceeding it is disconnected with 0x93. Default 128.
     pub receive_maximum: u16,
     /// Outbound QoS 1/2 messages in flight per connection, further capped
-    /// by the client's own Receive Maximum. Default 128.
+    /// by the client's own Receive Maximum. Default 512.
     pub inflight_max: u16,
     /// Time allowed between the TCP accept and a complete CONNECT. Default 10 s.
     pub connect_timeout: Duration,
@@ -40,7 +40,7 @@ impl Default for MqttConfig {
         MqttConfig {
             packet_bytes_max: 1024 * 1024,
             receive_maximum: 128,
-            inflight_max: 128,
+            inflight_max: 512,
             connect_timeout: Duration::from_secs(10),
             keepalive_max_secs: 65_535,
             session_expiry_max_secs: u32::MAX,

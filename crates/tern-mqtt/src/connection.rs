@@ -414,8 +414,16 @@ impl Conn {
                     Ok(n) => {
                         Stats::add(&self.hub.stats.bytes_received, n as u64);
                         last_rx = Instant::now();
-                        if let Err(why) = self.decode_all(&mut inbuf, &limits) {
-                            return why;
+                        let handled = match self.decode_all(&mut inbuf, &limits) {
+                            Ok(n) => n,
+                            Err(why) => return why,
+                        };
+                        // Fairness: each packet costs a unit of the task's
+                        // scheduling budget, so a flooding publisher yields
+                        // to the subscribers it fills after ~128 packets
+                        // instead of after 128 whole reads.
+                        for _ in 0..handled {
+                            tokio::task::consume_budget().await;
                         }
                         if inbuf.is_empty() && inbuf.capacity() > 4 * READ_CHUNK_BYTES {
                             // Release a buffer grown for one large packet.
@@ -456,11 +464,16 @@ impl Conn {
         }
     }
 
-    fn decode_all(&mut self, inbuf: &mut BytesMut, limits: &Limits) -> Result<(), CloseReason> {
+    /// Handles every complete packet in `inbuf`; returns how many.
+    fn decode_all(&mut self, inbuf: &mut BytesMut, limits: &Limits) -> Result<usize, CloseReason> {
+        let mut n = 0;
         loop {
             match codec::decode(inbuf, self.version, limits) {
-                Ok(Some(p)) => self.on_packet(p)?,
-                Ok(None) => return Ok(()),
+                Ok(Some(p)) => {
+                    n += 1;
+                    self.on_packet(p)?
+                }
+                Ok(None) => return Ok(n),
                 Err(e) => return Err(CloseReason::Malformed(e)),
             }
         }
