@@ -33,10 +33,46 @@ pub struct ServeOptions {
     #[arg(long, env = "TERN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Accept clients without credentials on a non-loopback listener
-    /// [default: false; loopback listeners always accept them].
+    /// Accept clients without credentials [default: true on a loopback
+    /// listener with no keys configured, false otherwise].
     #[arg(long, env = "TERN_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub allow_anonymous: Option<bool>,
+
+    /// Add an API key `appId.keyId:secret` with every capability
+    /// (repeatable; env: comma-separated). Keys with narrower capabilities
+    /// go in the config file as `[[keys]]` entries.
+    #[arg(
+        long = "key",
+        env = "TERN_KEYS",
+        value_delimiter = ',',
+        value_name = "APPID.KEYID:SECRET"
+    )]
+    #[serde(skip)]
+    pub cli_keys: Vec<String>,
+
+    /// `[[keys]]` entries of the config file: `key = "appId.keyId:secret"`,
+    /// optional `capability = '{"chat:*":["publish","subscribe"]}'`.
+    #[arg(skip)]
+    pub keys: Option<Vec<tern_auth::KeyConfig>>,
+
+    /// `[[deny]]` entries of the config file: `who` (`anyone`, `anonymous`,
+    /// `key:NAME`, `client:ID`), `ops` (default `["*"]`), `filter`.
+    #[arg(skip)]
+    pub deny: Option<Vec<tern_auth::DenyConfig>>,
+
+    /// Capability of anonymous clients, as capability JSON [default: {"*":["*"]}].
+    #[arg(long, env = "TERN_ANONYMOUS_CAPABILITY", value_name = "JSON")]
+    pub anonymous_capability: Option<String>,
+
+    /// Accept MQTT login with key name and secret over plain (non-TLS)
+    /// connections [default: true on a loopback listener, false otherwise].
+    #[arg(long, env = "TERN_KEY_LOGIN_PLAIN", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub key_login_plain: Option<bool>,
+
+    /// Failed logins allowed per source address per minute before its
+    /// connections are refused (0x9F) for the rest of the minute [default: 10].
+    #[arg(long, env = "TERN_LOGIN_FAILURES_MAX", value_name = "N")]
+    pub login_failures_max: Option<u32>,
 
     /// Largest MQTT packet accepted, bytes (advertised to v5 clients) [default: 1048576].
     #[arg(long, env = "TERN_PACKET_BYTES_MAX", value_name = "BYTES")]
@@ -125,7 +161,11 @@ pub struct ServeOptions {
 
 macro_rules! layer {
     ($hi:expr, $lo:expr, $($f:ident),*) => {
-        ServeOptions { config: $hi.config.clone(), $($f: $hi.$f.clone().or($lo.$f.clone())),* }
+        ServeOptions {
+            config: $hi.config.clone(),
+            cli_keys: $hi.cli_keys.clone(),
+            $($f: $hi.$f.clone().or($lo.$f.clone())),*
+        }
     };
 }
 
@@ -139,6 +179,11 @@ impl ServeOptions {
             http,
             data_dir,
             allow_anonymous,
+            keys,
+            deny,
+            anonymous_capability,
+            key_login_plain,
+            login_failures_max,
             packet_bytes_max,
             receive_maximum,
             inflight_max,
@@ -169,6 +214,13 @@ pub struct Settings {
     pub http: SocketAddr,
     pub data_dir: PathBuf,
     pub allow_anonymous: bool,
+    /// Keys, deny rules and token limits.
+    pub auth: tern_auth::AuthConfig,
+    /// What anonymous clients may do.
+    pub anonymous_capability: tern_auth::Capability,
+    /// Key name + secret accepted over plain TCP.
+    pub key_login_plain: bool,
+    pub login_failures_max: u32,
     pub sys_interval: Option<Duration>,
     pub hub: HubConfig,
     pub mqtt_cfg: MqttConfig,
@@ -206,11 +258,36 @@ impl Settings {
                 bail!("queue_full_policy {other:?}: expected drop-oldest, drop-new or disconnect")
             }
         };
+        let mqtt = parse_addr(o.mqtt.as_deref().unwrap_or("127.0.0.1:1883"), "mqtt")?;
+        let mut keys = o.keys.clone().unwrap_or_default();
+        keys.extend(o.cli_keys.iter().map(|k| tern_auth::KeyConfig {
+            key: k.clone(),
+            capability: None,
+        }));
+        let loopback = mqtt.ip().is_loopback();
+        let auth = tern_auth::AuthConfig {
+            keys,
+            deny: o.deny.clone().unwrap_or_default(),
+            limits: Default::default(),
+        };
+        // Check the keys and rules now, with the config's own error.
+        tern_auth::Authenticator::from_config(&auth).context("invalid [[keys]] or [[deny]]")?;
+        let anonymous_capability = match &o.anonymous_capability {
+            Some(json) => tern_auth::Capability::parse(json)
+                .with_context(|| format!("anonymous_capability {json:?}"))?,
+            None => tern_auth::Capability::all(),
+        };
         let s = Settings {
-            mqtt: parse_addr(o.mqtt.as_deref().unwrap_or("127.0.0.1:1883"), "mqtt")?,
+            allow_anonymous: o
+                .allow_anonymous
+                .unwrap_or(loopback && auth.keys.is_empty()),
+            key_login_plain: o.key_login_plain.unwrap_or(loopback),
+            login_failures_max: o.login_failures_max.unwrap_or(10),
+            auth,
+            anonymous_capability,
+            mqtt,
             http: parse_addr(o.http.as_deref().unwrap_or("127.0.0.1:8080"), "http")?,
             data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("./tern-data")),
-            allow_anonymous: o.allow_anonymous.unwrap_or(false),
             sys_interval: match o.sys_interval_secs.unwrap_or(10) {
                 0 => None,
                 n => Some(Duration::from_secs(n)),
@@ -274,11 +351,12 @@ impl Settings {
         if m.write_buffer_bytes_high < 1024 {
             bail!("write_buffer_bytes_high must be at least 1024");
         }
-        if !self.mqtt.ip().is_loopback() && !self.allow_anonymous {
+        if !self.mqtt.ip().is_loopback() && self.auth.keys.is_empty() && !self.allow_anonymous {
             bail!(
-                "refusing to listen on {} without credentials: no API keys are configured \
-                 (key support is not in this release), so anyone who can reach this address \
-                 could connect. Listen on 127.0.0.1, or pass --allow-anonymous to accept that.",
+                "refusing to listen on {} with no API key configured: nobody could log in but \
+                 anonymous clients, and they are not allowed beyond loopback. Add a key with \
+                 --key appId.keyId:secret (or [[keys]] in the config file), or pass \
+                 --allow-anonymous to let anyone who can reach this address connect.",
                 self.mqtt
             );
         }

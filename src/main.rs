@@ -23,11 +23,78 @@ struct Cli {
     command: Command,
 }
 
+/// `tern token` options.
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The signing key, `appId.keyId:secret`.
+    #[arg(long, env = "TERN_KEY")]
+    key: String,
+    /// Capability JSON; at most the key's [default: {"*":["*"]}].
+    #[arg(long, default_value = r#"{"*":["*"]}"#)]
+    capability: String,
+    /// Lifetime: seconds, or with a unit (`90s`, `30m`, `1h`, `1d`); at most 24 h.
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    /// Bind the token to this client id.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Print the whole TokenDetails JSON instead of the token alone.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_ttl_ms(text: &str) -> anyhow::Result<u64> {
+    let (num, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("ttl {text:?}: expected e.g. 3600, 30m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => anyhow::bail!("ttl {text:?}: unknown unit {other:?} (use s, m, h or d)"),
+    };
+    Ok(secs * 1000)
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let key = tern_auth::ApiKey::parse(&args.key).context("--key")?;
+    let requested = tern_auth::Capability::parse(&args.capability).context("--capability")?;
+    let capability = requested.intersect(key.capability());
+    if capability.is_empty() {
+        anyhow::bail!("--capability grants nothing within the key's capability");
+    }
+    let ttl_ms = parse_ttl_ms(&args.ttl)?;
+    let max = tern_auth::AuthLimits::default().ttl_max_ms;
+    if ttl_ms == 0 || ttl_ms > max {
+        anyhow::bail!("--ttl must be between 1 s and 24 h");
+    }
+    let details = tern_auth::issue_token(
+        &key,
+        ttl_ms,
+        &capability,
+        args.client_id.as_deref(),
+        tern_auth::now_ms(),
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&details)?);
+    } else {
+        println!("{}", details.token);
+    }
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server. With no options: MQTT on 127.0.0.1:1883, anonymous
     /// clients allowed because it listens on loopback only.
-    Serve(ServeOptions),
+    Serve(Box<ServeOptions>),
+    /// Print a token signed with an API key, for a device or a page that
+    /// must not hold the key itself.
+    Token(TokenArgs),
     /// Load-test an MQTT broker: throughput, latency, losses (see
     /// docs/bench-tool.md).
     Bench(bench::BenchArgs),
@@ -52,6 +119,7 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve(settings))
         }
         Command::Bench(args) => bench::run(args),
+        Command::Token(args) => token(args),
     }
 }
 
@@ -72,13 +140,30 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     if let Some(every) = s.sys_interval {
         tokio::spawn(tern_mqtt::sys::run(hub.clone(), every));
     }
-    let cfg = Arc::new(s.mqtt_cfg.clone());
-    let server = tokio::spawn(tern_mqtt::server::run(
-        listener,
-        hub.clone(),
-        cfg,
-        shutdown_signal(),
-    ));
+    let authenticator = tern_auth::Authenticator::from_config(&s.auth)?;
+    let auth = tern_mqtt::AuthPolicy::new(
+        authenticator,
+        s.allow_anonymous,
+        Arc::new(s.anonymous_capability.clone()),
+        s.key_login_plain,
+        tern_mqtt::auth::LoginLimits {
+            failures_max: s.login_failures_max,
+            ..Default::default()
+        },
+    );
+    tracing::info!(
+        keys = s.auth.keys.len(),
+        deny_rules = s.auth.deny.len(),
+        allow_anonymous = s.allow_anonymous,
+        key_login_plain = s.key_login_plain,
+        "authentication"
+    );
+    let ctx = Arc::new(tern_mqtt::MqttContext {
+        hub: hub.clone(),
+        cfg: Arc::new(s.mqtt_cfg.clone()),
+        auth,
+    });
+    let server = tokio::spawn(tern_mqtt::server::run(listener, ctx, shutdown_signal()));
     server.await.context("MQTT server task")?;
     // Graceful drain: tell every client why, give them a moment.
     tracing::info!("shutting down");

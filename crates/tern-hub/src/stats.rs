@@ -37,6 +37,14 @@ pub struct Stats {
     pub retained_refused: AtomicU64,
     /// Malformed packets and protocol violations received.
     pub protocol_errors: AtomicU64,
+    /// Logins refused for bad credentials.
+    pub logins_failed: AtomicU64,
+    /// Logins refused because the source address failed too often.
+    pub logins_rate_limited: AtomicU64,
+    /// PUBLISHes refused by capability or deny rule.
+    pub publishes_denied: AtomicU64,
+    /// Subscriptions refused by capability or deny rule.
+    pub subscribes_denied: AtomicU64,
     /// Connections refused at CONNECT (any reason).
     pub connects_refused: AtomicU64,
     /// Sessions taken over by a new connection.

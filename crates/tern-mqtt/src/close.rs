@@ -36,6 +36,10 @@ pub enum CloseReason {
     QueueFull,
     /// The server is shutting down.
     ShuttingDown,
+    /// The token or JWT the client authenticated with expired.
+    TokenExpired,
+    /// An AUTH re-authentication presented credentials that were refused.
+    ReauthFailed,
 }
 
 impl CloseReason {
@@ -57,6 +61,9 @@ impl CloseReason {
             CloseReason::TakenOver => reason::SESSION_TAKEN_OVER,
             CloseReason::QueueFull => reason::QUOTA_EXCEEDED,
             CloseReason::ShuttingDown => reason::SERVER_SHUTTING_DOWN,
+            // "Maximum connect time": the credentials' lifetime is over.
+            CloseReason::TokenExpired => reason::MAXIMUM_CONNECT_TIME,
+            CloseReason::ReauthFailed => reason::NOT_AUTHORIZED,
         })
     }
 
@@ -98,6 +105,8 @@ impl std::fmt::Display for CloseReason {
             CloseReason::TakenOver => f.write_str("session taken over"),
             CloseReason::QueueFull => f.write_str("session queue full"),
             CloseReason::ShuttingDown => f.write_str("server shutting down"),
+            CloseReason::TokenExpired => f.write_str("token expired"),
+            CloseReason::ReauthFailed => f.write_str("re-authentication failed"),
         }
     }
 }

@@ -23,8 +23,16 @@ use tern_mqtt_codec::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::MqttContext;
+use crate::auth::{TOKEN_AUTH_METHOD, Transport};
 use crate::close::CloseReason;
 use crate::config::MqttConfig;
+use tern_auth::{Op, Principal};
+
+/// The topic a client subscribes to for token events (Ably's convention).
+pub const TOKEN_EVENTS_TOPIC: &str = "[mqtt]tokenevents";
+/// How long before expiry the `expirywarning` is sent.
+const EXPIRY_WARNING: Duration = Duration::from_secs(30);
 
 /// Read buffer capacity reserved before each read.
 const READ_CHUNK_BYTES: usize = 4096;
@@ -32,10 +40,13 @@ const READ_CHUNK_BYTES: usize = 4096;
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// Serves one accepted stream until it closes.
-pub async fn serve<S>(stream: S, peer: SocketAddr, hub: Arc<Hub>, cfg: Arc<MqttConfig>)
+pub async fn serve<S>(stream: S, transport: Transport, ctx: Arc<MqttContext>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let peer = transport.peer;
+    let hub = ctx.hub.clone();
+    let cfg = ctx.cfg.clone();
     let (mut rd, mut wr) = tokio::io::split(stream);
     let limits = Limits {
         packet_bytes_max: cfg.packet_bytes_max,
@@ -62,7 +73,7 @@ where
             return;
         }
     };
-    let Some(mut conn) = Conn::accept(*connect, peer, hub, cfg, &mut wr).await else {
+    let Some(mut conn) = Conn::accept(*connect, &transport, &ctx, &mut wr).await else {
         return;
     };
     let why = conn.run(&mut rd, &mut wr, inbuf, limits).await;
@@ -167,6 +178,7 @@ fn v3_return_code(v5: u8) -> u8 {
         reason::CLIENT_IDENTIFIER_NOT_VALID => 2,
         reason::BAD_USER_NAME_OR_PASSWORD => 4,
         reason::NOT_AUTHORIZED | reason::BAD_AUTHENTICATION_METHOD | reason::BANNED => 5,
+        reason::CONNECTION_RATE_EXCEEDED => 3,
         _ => 3,
     }
 }
@@ -198,17 +210,32 @@ struct Conn {
     out_aliases: HashMap<Arc<str>, u16>,
     /// Most aliases we may define (client's Topic Alias Maximum, capped).
     out_alias_max: u16,
+    /// Authentication policy and the other shared parts.
+    ctx: Arc<MqttContext>,
+    /// Who the client is and what it may do.
+    principal: Principal,
+    /// Every operation is allowed: skip the per-operation checks.
+    unrestricted: bool,
+    /// The connection authenticated with MQTT 5 enhanced authentication,
+    /// so it may re-authenticate with AUTH.
+    enhanced_auth: bool,
+    /// Subscribed to `[mqtt]tokenevents`: warn before the token expires.
+    token_events: bool,
+    /// The expiry warning was sent for the current credentials.
+    expiry_warned: bool,
 }
 
 impl Conn {
     /// Validates CONNECT, attaches the session and writes CONNACK.
     async fn accept<W: AsyncWrite + Unpin>(
         c: Connect,
-        peer: SocketAddr,
-        hub: Arc<Hub>,
-        cfg: Arc<MqttConfig>,
+        transport: &Transport,
+        ctx: &Arc<MqttContext>,
         wr: &mut W,
     ) -> Option<Conn> {
+        let peer = transport.peer;
+        let hub = ctx.hub.clone();
+        let cfg = ctx.cfg.clone();
         let version = c.protocol;
         let v5 = version.is_v5();
         let refuse = |code: u8, why: &str| {
@@ -234,7 +261,39 @@ impl Conn {
             write_and_close(wr, b).await;
             return None;
         }
-        let client_id: String = if c.client_id.is_empty() {
+        let auth = &ctx.auth;
+        if auth.is_blocked(peer.ip()) {
+            Stats::add(&hub.stats.logins_rate_limited, 1);
+            let b = refuse(
+                reason::CONNECTION_RATE_EXCEEDED,
+                "too many failed logins from this address; try again later",
+            );
+            write_and_close(wr, b).await;
+            return None;
+        }
+        let mut principal = match auth.authenticate(&c, transport) {
+            Ok(p) => p,
+            Err(e) => {
+                Stats::add(&hub.stats.logins_failed, 1);
+                let b = refuse(e.code, &e.why);
+                write_and_close(wr, b).await;
+                return None;
+            }
+        };
+        // A client id bound by the token is the only one allowed; an empty
+        // CONNECT client id takes it.
+        let bound = principal.client_id.clone().filter(|id| id != "*");
+        let client_id: String = if let Some(id) = bound {
+            if !c.client_id.is_empty() && c.client_id != id {
+                let b = refuse(
+                    reason::CLIENT_IDENTIFIER_NOT_VALID,
+                    "the client identifier differs from the one the token binds",
+                );
+                write_and_close(wr, b).await;
+                return None;
+            }
+            id
+        } else if c.client_id.is_empty() {
             // [MQTT-3.1.3-8]: 3.1.1 needs clean session for an empty id;
             // 3.1 needs an id.
             if version == ProtocolVersion::V3_1
@@ -255,13 +314,19 @@ impl Conn {
         } else {
             c.client_id.clone()
         };
-        if c.properties.authentication_method.is_some() {
-            let b = refuse(
-                reason::BAD_AUTHENTICATION_METHOD,
-                "no enhanced authentication method is configured",
-            );
+        principal.client_id = Some(client_id.clone());
+        if let Some(w) = &c.will
+            && !auth.authenticator.check(&principal, &Op::Publish, &w.topic)
+        {
+            let b = refuse(reason::NOT_AUTHORIZED, "the will topic is not allowed");
             write_and_close(wr, b).await;
             return None;
+        }
+        let unrestricted = auth.authenticator.deny_rules().is_empty()
+            && principal.capability.canonical() == tern_auth::Capability::all().canonical();
+        let enhanced_auth = c.properties.authentication_method.is_some();
+        if enhanced_auth {
+            props.authentication_method = Some(TOKEN_AUTH_METHOD.to_owned());
         }
 
         // Keep alive.
@@ -353,6 +418,12 @@ impl Conn {
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
             out_alias_max,
+            ctx: ctx.clone(),
+            principal,
+            unrestricted,
+            enhanced_auth,
+            token_events: false,
+            expiry_warned: false,
         };
         conn.write(&Packet::ConnAck(ConnAck {
             session_present: attached.session_present,
@@ -401,7 +472,22 @@ impl Conn {
             ka_period
         });
         tokio::pin!(ka_timer);
+        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        let cred_timer =
+            tokio::time::sleep_until(self.credentials_deadline().unwrap_or_else(far).into());
+        tokio::pin!(cred_timer);
         loop {
+            if self.principal.expires_at_ms.is_some() {
+                let want = self.credentials_deadline().unwrap_or_else(far);
+                let have: Instant = cred_timer.deadline().into_std();
+                // Re-arm only when the deadline moved (re-auth, subscribing
+                // to token events), not on every wake-up.
+                if want.saturating_duration_since(have) > Duration::from_millis(100)
+                    || have.saturating_duration_since(want) > Duration::from_millis(100)
+                {
+                    cred_timer.as_mut().reset(want.into());
+                }
+            }
             // Stop reading while the client does not take what we write:
             // its requests would only grow our output further.
             let can_read = self.out.len() < read_stop_bytes;
@@ -451,6 +537,13 @@ impl Conn {
                         KickReason::QueueFull => return CloseReason::QueueFull,
                         KickReason::ShuttingDown => return CloseReason::ShuttingDown,
                     }
+                }
+                _ = &mut cred_timer, if self.principal.expires_at_ms.is_some() => {
+                    if let Err(why) = self.on_credentials_timer() {
+                        return why;
+                    }
+                    let next = self.credentials_deadline().unwrap_or_else(far);
+                    cred_timer.as_mut().reset(next.into());
                 }
                 _ = &mut ka_timer, if !ka_period.is_zero() => {
                     let deadline = last_rx + ka_period;
@@ -621,6 +714,27 @@ impl Conn {
                 }
             };
         }
+        if !self.unrestricted
+            && !self
+                .ctx
+                .auth
+                .authenticator
+                .check(&self.principal, &Op::Publish, &p.topic)
+        {
+            Stats::add(&self.hub.stats.publishes_denied, 1);
+            tracing::debug!(client_id = %self.session.client_id, topic = %p.topic, "publish not allowed");
+            // v5 says why; 3.1.x cannot, so the message is acknowledged
+            // and dropped (as Mosquitto does for an ACL denial).
+            if self.v5 {
+                self.ack(pid, p.qos, reason::NOT_AUTHORIZED);
+            } else {
+                if p.qos == QoS::ExactlyOnce {
+                    self.session.state.lock().incoming_qos2.insert(pid);
+                }
+                self.ack(pid, p.qos, reason::SUCCESS);
+            }
+            return Ok(());
+        }
         if p.qos == QoS::ExactlyOnce {
             let mut st = self.session.state.lock();
             if st.incoming_qos2.contains(&pid) {
@@ -703,6 +817,26 @@ impl Conn {
                     "no local on a shared subscription",
                 ));
             }
+            if f.filter == TOKEN_EVENTS_TOPIC {
+                self.token_events = true;
+                codes.push(0);
+                continue;
+            }
+            if !self.unrestricted
+                && !self
+                    .ctx
+                    .auth
+                    .authenticator
+                    .check_subscribe_filter(&self.principal, &f.filter)
+            {
+                Stats::add(&self.hub.stats.subscribes_denied, 1);
+                codes.push(if self.v5 {
+                    reason::NOT_AUTHORIZED
+                } else {
+                    0x80
+                });
+                continue;
+            }
             let opts = SubOptions {
                 qos: f.options.qos as u8,
                 no_local: self.v5 && f.options.no_local,
@@ -747,6 +881,15 @@ impl Conn {
             .filters
             .iter()
             .map(|f| {
+                if f == TOKEN_EVENTS_TOPIC {
+                    let was = self.token_events;
+                    self.token_events = false;
+                    return if was {
+                        reason::SUCCESS
+                    } else {
+                        reason::NO_SUBSCRIPTION_EXISTED
+                    };
+                }
                 if self.hub.unsubscribe(&self.session, f) {
                     reason::SUCCESS
                 } else {
@@ -778,12 +921,84 @@ impl Conn {
         })
     }
 
-    fn on_auth(&mut self, _a: Auth) -> Result<(), CloseReason> {
-        // No enhanced authentication method is offered, so no exchange can
-        // be in progress [MQTT-4.12.0-6]... until token auth adds one.
-        Err(CloseReason::ProtocolError(
-            "AUTH without an authentication method",
-        ))
+    /// MQTT 5 re-authentication [MQTT-4.12.1]: only for connections that
+    /// authenticated with the token method; the new token replaces the
+    /// credentials (and their expiry) without reconnecting.
+    fn on_auth(&mut self, a: Auth) -> Result<(), CloseReason> {
+        if !self.enhanced_auth {
+            // [MQTT-4.12.0-7]: no method at CONNECT, so no AUTH allowed.
+            return Err(CloseReason::ProtocolError(
+                "AUTH on a connection that did not use enhanced authentication",
+            ));
+        }
+        if a.authentication_method.as_deref() != Some(TOKEN_AUTH_METHOD) {
+            // [MQTT-4.12.1-1]: the method must not change.
+            return Err(CloseReason::ProtocolError("AUTH with a different method"));
+        }
+        if a.reason_code != reason::REAUTHENTICATE {
+            return Err(CloseReason::ProtocolError("unexpected AUTH reason code"));
+        }
+        let data = a.authentication_data.as_deref().unwrap_or(&[]);
+        let token = std::str::from_utf8(data).map_err(|_| CloseReason::ReauthFailed)?;
+        let mut p = self.ctx.auth.token(token).map_err(|e| {
+            tracing::info!(client_id = %self.session.client_id, why = %e.why, "re-authentication failed");
+            Stats::add(&self.hub.stats.logins_failed, 1);
+            CloseReason::ReauthFailed
+        })?;
+        let id = &*self.session.client_id;
+        if p.client_id.as_deref().is_some_and(|b| b != "*" && b != id) {
+            return Err(CloseReason::ReauthFailed);
+        }
+        p.client_id = Some(id.to_owned());
+        self.unrestricted = self.ctx.auth.authenticator.deny_rules().is_empty()
+            && p.capability.canonical() == tern_auth::Capability::all().canonical();
+        self.principal = p;
+        self.expiry_warned = false;
+        self.write(&Packet::Auth(Auth {
+            reason_code: reason::SUCCESS,
+            authentication_method: Some(TOKEN_AUTH_METHOD.to_owned()),
+            ..Auth::default()
+        }));
+        Ok(())
+    }
+
+    /// When the credentials' next event is due: the expiry warning (30 s
+    /// before, if asked for) or the expiry itself.
+    fn credentials_deadline(&self) -> Option<Instant> {
+        let at = self.principal.expires_at_ms?;
+        let left = Duration::from_millis(at.saturating_sub(tern_auth::now_ms()));
+        let now = Instant::now();
+        if self.token_events && !self.expiry_warned && left > EXPIRY_WARNING {
+            Some(now + (left - EXPIRY_WARNING))
+        } else {
+            Some(now + left)
+        }
+    }
+
+    /// Sends the expiry warning, or ends an expired connection.
+    fn on_credentials_timer(&mut self) -> Result<(), CloseReason> {
+        let Some(at) = self.principal.expires_at_ms else {
+            return Ok(());
+        };
+        let left = at.saturating_sub(tern_auth::now_ms());
+        if left == 0 {
+            return Err(CloseReason::TokenExpired);
+        }
+        if self.token_events && !self.expiry_warned && left <= EXPIRY_WARNING.as_millis() as u64 {
+            self.expiry_warned = true;
+            let mut p = Publish {
+                topic: TOKEN_EVENTS_TOPIC.to_owned(),
+                payload: bytes::Bytes::from_static(b"expirywarning"),
+                ..Publish::default()
+            };
+            if self.v5 {
+                p.properties
+                    .user_properties
+                    .push(("expires".to_owned(), at.to_string()));
+            }
+            self.write(&Packet::Publish(p));
+        }
+        Ok(())
     }
 
     /// Moves queued deliveries into the output buffer while it is below

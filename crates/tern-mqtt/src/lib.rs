@@ -10,14 +10,29 @@
 //! - `server`: the TCP accept loop ([`server::run`]).
 //! - `connection`: one connection's handshake and main loop, generic over
 //!   the stream so TLS and WebSocket reuse it.
+//! - `auth`: credentials from CONNECT → principal; the transport; the
+//!   failed-login limiter.
 //! - `close`: [`CloseReason`], the closed set of ways a connection ends.
 //! - `sys`: the `$SYS/broker/...` statistics publisher.
 
+pub mod auth;
 pub mod close;
 pub mod config;
 pub mod connection;
 pub mod server;
 pub mod sys;
 
+pub use auth::{AuthPolicy, Transport, TransportKind};
 pub use close::CloseReason;
 pub use config::MqttConfig;
+
+use std::sync::Arc;
+
+/// What every MQTT connection shares: the hub, the settings and the
+/// authentication policy.
+#[derive(Debug)]
+pub struct MqttContext {
+    pub hub: Arc<tern_hub::Hub>,
+    pub cfg: Arc<MqttConfig>,
+    pub auth: AuthPolicy,
+}

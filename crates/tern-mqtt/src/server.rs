@@ -3,20 +3,21 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tern_hub::Hub;
 use tokio::net::TcpListener;
 
-use crate::config::MqttConfig;
-use crate::connection;
+use crate::auth::Transport;
+use crate::{MqttContext, connection};
 
 /// Accepts MQTT connections on `listener` until `shutdown` resolves.
 /// Connections beyond `connections_max` are closed at once.
 pub async fn run(
     listener: TcpListener,
-    hub: Arc<Hub>,
-    cfg: Arc<MqttConfig>,
+    ctx: Arc<MqttContext>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let hub = ctx.hub.clone();
+    let cfg = ctx.cfg.clone();
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let active = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
     loop {
@@ -42,9 +43,9 @@ pub async fn run(
         }
         let _ = stream.set_nodelay(true);
         active.fetch_add(1, Ordering::Relaxed);
-        let (hub, cfg, active) = (hub.clone(), cfg.clone(), active.clone());
+        let (ctx, active) = (ctx.clone(), active.clone());
         tokio::spawn(async move {
-            connection::serve(stream, peer, hub, cfg).await;
+            connection::serve(stream, Transport::tcp(peer, loopback), ctx).await;
             active.fetch_sub(1, Ordering::Relaxed);
         });
     }
