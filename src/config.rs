@@ -25,9 +25,26 @@ pub struct ServeOptions {
     #[arg(long, env = "TERN_MQTT", value_name = "HOST:PORT")]
     pub mqtt: Option<String>,
 
-    /// HTTP/WebSocket listener (reserved: not served by this release) [default: 127.0.0.1:8080].
+    /// HTTP listener: MQTT over WebSocket at /mqtt, POST
+    /// /keys/{keyName}/requestToken, GET /time [default: 127.0.0.1:8080].
     #[arg(long, env = "TERN_HTTP", value_name = "HOST:PORT")]
     pub http: Option<String>,
+
+    /// MQTT over TLS listener (needs --tls-cert and --tls-key) [default: none].
+    #[arg(long, env = "TERN_MQTTS", value_name = "HOST:PORT")]
+    pub mqtts: Option<String>,
+
+    /// TLS certificate chain, PEM; reloaded when the file changes.
+    #[arg(long, env = "TERN_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TERN_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How often the certificate files are checked for changes, seconds [default: 10].
+    #[arg(long, env = "TERN_TLS_RELOAD_SECS", value_name = "SECS")]
+    pub tls_reload_secs: Option<u64>,
 
     /// Directory for durable state (reserved: this release keeps state in memory) [default: ./tern-data].
     #[arg(long, env = "TERN_DATA_DIR", value_name = "DIR")]
@@ -177,6 +194,10 @@ impl ServeOptions {
             lower,
             mqtt,
             http,
+            mqtts,
+            tls_cert,
+            tls_key,
+            tls_reload_secs,
             data_dir,
             allow_anonymous,
             keys,
@@ -207,19 +228,30 @@ impl ServeOptions {
     }
 }
 
+/// Where the TLS certificate and key are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub reload_every: Duration,
+}
+
 /// The resolved settings the server runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
+    pub mqtts: Option<SocketAddr>,
+    pub tls: Option<TlsFiles>,
     pub data_dir: PathBuf,
     pub allow_anonymous: bool,
     /// Keys, deny rules and token limits.
     pub auth: tern_auth::AuthConfig,
     /// What anonymous clients may do.
     pub anonymous_capability: tern_auth::Capability,
-    /// Key name + secret accepted over plain TCP.
-    pub key_login_plain: bool,
+    /// Key name + secret accepted over unencrypted connections; `None`:
+    /// only on loopback listeners.
+    pub key_login_plain: Option<bool>,
     pub login_failures_max: u32,
     pub sys_interval: Option<Duration>,
     pub hub: HubConfig,
@@ -264,7 +296,16 @@ impl Settings {
             key: k.clone(),
             capability: None,
         }));
-        let loopback = mqtt.ip().is_loopback();
+        let http = parse_addr(o.http.as_deref().unwrap_or("127.0.0.1:8080"), "http")?;
+        let mqtts = o
+            .mqtts
+            .as_deref()
+            .map(|a| parse_addr(a, "mqtts"))
+            .transpose()?;
+        let loopback = [Some(mqtt), Some(http), mqtts]
+            .into_iter()
+            .flatten()
+            .all(|a| a.ip().is_loopback());
         let auth = tern_auth::AuthConfig {
             keys,
             deny: o.deny.clone().unwrap_or_default(),
@@ -281,12 +322,22 @@ impl Settings {
             allow_anonymous: o
                 .allow_anonymous
                 .unwrap_or(loopback && auth.keys.is_empty()),
-            key_login_plain: o.key_login_plain.unwrap_or(loopback),
+            key_login_plain: o.key_login_plain,
             login_failures_max: o.login_failures_max.unwrap_or(10),
             auth,
             anonymous_capability,
             mqtt,
-            http: parse_addr(o.http.as_deref().unwrap_or("127.0.0.1:8080"), "http")?,
+            mqtts,
+            tls: match (&o.tls_cert, &o.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    reload_every: Duration::from_secs(o.tls_reload_secs.unwrap_or(10).max(1)),
+                }),
+                (None, None) => None,
+                _ => bail!("--tls-cert and --tls-key go together"),
+            },
+            http,
             data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("./tern-data")),
             sys_interval: match o.sys_interval_secs.unwrap_or(10) {
                 0 => None,
@@ -351,13 +402,23 @@ impl Settings {
         if m.write_buffer_bytes_high < 1024 {
             bail!("write_buffer_bytes_high must be at least 1024");
         }
-        if !self.mqtt.ip().is_loopback() && self.auth.keys.is_empty() && !self.allow_anonymous {
+        if self.mqtts.is_some() && self.tls.is_none() {
+            bail!("--mqtts needs --tls-cert and --tls-key");
+        }
+        let exposed = [Some(self.mqtt), Some(self.http), self.mqtts]
+            .into_iter()
+            .flatten()
+            .find(|a| !a.ip().is_loopback());
+        if let Some(addr) = exposed
+            && self.auth.keys.is_empty()
+            && !self.allow_anonymous
+        {
             bail!(
                 "refusing to listen on {} with no API key configured: nobody could log in but \
                  anonymous clients, and they are not allowed beyond loopback. Add a key with \
                  --key appId.keyId:secret (or [[keys]] in the config file), or pass \
                  --allow-anonymous to let anyone who can reach this address connect.",
-                self.mqtt
+                addr
             );
         }
         Ok(())

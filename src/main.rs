@@ -125,16 +125,25 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(s: Settings) -> anyhow::Result<()> {
     let hub = Hub::new(s.hub.clone());
-    let listener =
-        bind(s.mqtt).with_context(|| format!("binding the MQTT listener on {}", s.mqtt))?;
-    let addr = listener.local_addr()?;
-    // One line a script can read: `listening mqtt HOST:PORT`.
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening mqtt {addr}")?;
-        out.flush()?;
-    }
-    tracing::info!(%addr, http_reserved = %s.http, data_dir = %s.data_dir.display(), "MQTT listener ready (HTTP listener and data directory are reserved for later releases)");
+    let mqtt = bind(s.mqtt).with_context(|| format!("binding the MQTT listener on {}", s.mqtt))?;
+    let http = bind(s.http).with_context(|| format!("binding the HTTP listener on {}", s.http))?;
+    let mqtts = match (&s.mqtts, &s.tls) {
+        (Some(addr), Some(_)) => {
+            Some(bind(*addr).with_context(|| format!("binding the MQTT/TLS listener on {addr}"))?)
+        }
+        _ => None,
+    };
+    let tls = match &s.tls {
+        Some(t) => {
+            let resolver = Arc::new(
+                tern_mqtt::tls::ReloadingCert::open(&t.cert, &t.key)
+                    .context("loading the TLS certificate")?,
+            );
+            tokio::spawn(resolver.clone().watch(t.reload_every));
+            Some(tern_mqtt::tls::server_config(resolver, &[b"mqtt"]))
+        }
+        None => None,
+    };
 
     tokio::spawn(drive_timers(hub.clone()));
     if let Some(every) = s.sys_interval {
@@ -155,16 +164,63 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         keys = s.auth.keys.len(),
         deny_rules = s.auth.deny.len(),
         allow_anonymous = s.allow_anonymous,
-        key_login_plain = s.key_login_plain,
-        "authentication"
+        key_login_plain = ?s.key_login_plain,
+        data_dir = %s.data_dir.display(),
+        "starting (state is kept in memory in this release)"
     );
     let ctx = Arc::new(tern_mqtt::MqttContext {
         hub: hub.clone(),
         cfg: Arc::new(s.mqtt_cfg.clone()),
         auth,
     });
-    let server = tokio::spawn(tern_mqtt::server::run(listener, ctx, shutdown_signal()));
-    server.await.context("MQTT server task")?;
+
+    // One line per listener a script can read (`listening mqtt HOST:PORT`),
+    // then `ready`.
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening mqtt {}", mqtt.local_addr()?)?;
+        if let Some(l) = &mqtts {
+            writeln!(out, "listening mqtts {}", l.local_addr()?)?;
+        }
+        writeln!(out, "listening http {}", http.local_addr()?)?;
+        writeln!(out, "ready")?;
+        out.flush()?;
+    }
+    tracing::info!(mqtt = %mqtt.local_addr()?, http = %http.local_addr()?, "listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let mut tasks = vec![tokio::spawn(tern_mqtt::server::run(
+        mqtt,
+        ctx.clone(),
+        stopped(),
+    ))];
+    if let (Some(l), Some(cfg)) = (mqtts, tls) {
+        tasks.push(tokio::spawn(tern_mqtt::server::run_tls(
+            l,
+            ctx.clone(),
+            cfg,
+            stopped(),
+        )));
+    }
+    let http_state = Arc::new(tern_http::HttpState {
+        mqtt: ctx.clone(),
+        secure: false,
+        loopback: s.http.ip().is_loopback(),
+    });
+    let http_stop = stopped();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = tern_http::serve(http, http_state, http_stop).await {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    }));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
     // Graceful drain: tell every client why, give them a moment.
     tracing::info!("shutting down");
     hub.kick_all(KickReason::ShuttingDown);
@@ -177,6 +233,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        t.abort();
     }
     Ok(())
 }

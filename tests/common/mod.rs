@@ -13,6 +13,10 @@ pub struct Tern {
     child: Child,
     /// The MQTT TCP listener's address, read from the `listening mqtt ADDR` line.
     pub mqtt: SocketAddr,
+    /// The HTTP listener (`/mqtt` WebSocket, `/time`, `/keys/.../requestToken`).
+    pub http: SocketAddr,
+    /// The MQTT/TLS listener, when started with `--mqtts`.
+    pub mqtts: Option<SocketAddr>,
     /// Lines the server printed on stdout after the listening line.
     pub stdout: mpsc::Receiver<String>,
     /// Temporary data directory, removed on drop.
@@ -54,18 +58,27 @@ impl Tern {
                 }
             }
         });
-        let mut mqtt = None;
-        while mqtt.is_none() {
+        let (mut mqtt, mut http, mut mqtts) = (None, None, None);
+        loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
-                .expect("tern did not print its listening line within 30 s");
-            if let Some(addr) = line.strip_prefix("listening mqtt ") {
-                mqtt = Some(addr.trim().parse().expect("listening address"));
+                .expect("tern did not print its listening lines and `ready` within 30 s");
+            let parse = |a: &str| -> SocketAddr { a.trim().parse().expect("listening address") };
+            if let Some(a) = line.strip_prefix("listening mqtt ") {
+                mqtt = Some(parse(a));
+            } else if let Some(a) = line.strip_prefix("listening mqtts ") {
+                mqtts = Some(parse(a));
+            } else if let Some(a) = line.strip_prefix("listening http ") {
+                http = Some(parse(a));
+            } else if line.trim() == "ready" {
+                break;
             }
         }
         Tern {
             child,
-            mqtt: mqtt.unwrap_or_else(|| unreachable!()),
+            mqtt: mqtt.expect("no `listening mqtt` line"),
+            http: http.expect("no `listening http` line"),
+            mqtts,
             stdout: rx,
             data_dir,
         }

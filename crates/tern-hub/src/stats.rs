@@ -45,6 +45,8 @@ pub struct Stats {
     pub publishes_denied: AtomicU64,
     /// Subscriptions refused by capability or deny rule.
     pub subscribes_denied: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshakes_failed: AtomicU64,
     /// Connections refused at CONNECT (any reason).
     pub connects_refused: AtomicU64,
     /// Sessions taken over by a new connection.

@@ -150,8 +150,9 @@ pub struct AuthPolicy {
     pub allow_anonymous: bool,
     /// What anonymous clients may do.
     pub anonymous_capability: Arc<Capability>,
-    /// Key name + secret accepted over unencrypted transports.
-    pub key_login_plain: bool,
+    /// Key name + secret accepted over unencrypted transports; `None`:
+    /// only on loopback listeners.
+    pub key_login_plain: Option<bool>,
     limiter: LoginLimiter,
 }
 
@@ -176,7 +177,7 @@ impl AuthPolicy {
         authenticator: Authenticator,
         allow_anonymous: bool,
         anonymous_capability: Arc<Capability>,
-        key_login_plain: bool,
+        key_login_plain: Option<bool>,
         login_limits: LoginLimits,
     ) -> AuthPolicy {
         AuthPolicy {
@@ -198,7 +199,7 @@ impl AuthPolicy {
             Authenticator::new(Default::default()).unwrap_or_else(|_| unreachable!()),
             true,
             Arc::new(Capability::all()),
-            true,
+            Some(true),
             LoginLimits::default(),
         )
     }
@@ -255,7 +256,8 @@ impl AuthPolicy {
         }
         match (c.username.as_deref().filter(|u| !u.is_empty()), password) {
             (Some(user), Some(secret)) => {
-                if !t.kind.is_secure() && !self.key_login_plain {
+                let plain_ok = self.key_login_plain.unwrap_or(t.loopback_listener);
+                if !t.kind.is_secure() && !plain_ok {
                     return Err(refuse(
                         reason::NOT_AUTHORIZED,
                         "key name and secret are accepted over TLS only on this listener; use a token",

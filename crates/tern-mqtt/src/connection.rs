@@ -523,6 +523,13 @@ impl Conn {
                     Ok(0) => return CloseReason::PeerClosed,
                     Ok(n) => {
                         Stats::add(&self.hub.stats.bytes_sent, n as u64);
+                        if self.out.is_empty() {
+                            // Framed transports (WebSocket) send on flush;
+                            // for TCP this is free.
+                            if let Err(e) = wr.flush().await {
+                                return CloseReason::Io(e.to_string());
+                            }
+                        }
                         if self.out.is_empty() && self.out.capacity() > 4 * self.cfg.write_buffer_bytes_high {
                             self.out = BytesMut::with_capacity(256);
                         }

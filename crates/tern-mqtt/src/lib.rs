@@ -13,6 +13,7 @@
 //! - `auth`: credentials from CONNECT → principal; the transport; the
 //!   failed-login limiter.
 //! - `close`: [`CloseReason`], the closed set of ways a connection ends.
+//! - `tls`: rustls configuration with certificate reload.
 //! - `sys`: the `$SYS/broker/...` statistics publisher.
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod server;
 pub mod sys;
+pub mod tls;
 
 pub use auth::{AuthPolicy, Transport, TransportKind};
 pub use close::CloseReason;

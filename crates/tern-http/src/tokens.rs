@@ -1,0 +1,129 @@
+//! `POST /keys/{keyName}/requestToken` and `GET /time`, Ably's way.
+//!
+//! A token request is either a signed TokenRequest (no credentials: the
+//! MAC proves the key holder made it) or TokenParams sent with HTTP Basic
+//! auth using the key itself. Errors are `{"error": {code, message,
+//! statusCode}}`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Serialize;
+use tern_auth::{AuthError, TokenParams, TokenRequest, now_ms};
+
+use crate::HttpState;
+
+/// An Ably-style error body.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: ErrorInfo,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorInfo {
+    code: u32,
+    message: String,
+    status_code: u16,
+}
+
+/// An error response with Ably's shape.
+pub fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
+    let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status_code,
+        Json(ErrorBody {
+            error: ErrorInfo {
+                code,
+                message: message.into(),
+                status_code: status_code.as_u16(),
+            },
+        }),
+    )
+        .into_response()
+}
+
+fn auth_error(e: &AuthError) -> Response {
+    error(e.http_status(), e.ably_code(), e.to_string())
+}
+
+/// `GET /time`: `[ms since the Unix epoch]`.
+pub async fn time() -> Json<[u64; 1]> {
+    Json([now_ms()])
+}
+
+/// `key:secret` from an `Authorization: Basic ...` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (name, secret) = text.split_once(':')?;
+    Some((name.to_owned(), secret.to_owned()))
+}
+
+/// Most bytes accepted in a token request body.
+const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// `POST /keys/{keyName}/requestToken`.
+pub async fn request_token(
+    State(st): State<Arc<HttpState>>,
+    Path(key_name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if body.len() > BODY_BYTES_MAX {
+        return error(413, 40009, "token request body too large");
+    }
+    let auth = &st.mqtt.auth.authenticator;
+    let now = now_ms();
+    if let Some((name, secret)) = basic_credentials(&headers) {
+        if name != key_name {
+            return error(
+                401,
+                40101,
+                "the Basic auth key differs from the key in the path",
+            );
+        }
+        if !st.secure && !st.mqtt.auth.key_login_plain.unwrap_or(st.loopback) {
+            return error(
+                401,
+                40103,
+                "Basic auth with a key is accepted over TLS only on this listener",
+            );
+        }
+        let params: TokenParams = if body.is_empty() {
+            TokenParams::default()
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(p) => p,
+                Err(e) => return error(400, 40000, format!("invalid TokenParams JSON: {e}")),
+            }
+        };
+        return match auth.request_token_with_key(&name, &secret, &params, now) {
+            Ok(details) => Json(details).into_response(),
+            Err(e) => auth_error(&e),
+        };
+    }
+    let request: TokenRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(400, 40000, format!("invalid TokenRequest JSON: {e}")),
+    };
+    if request.key_name != key_name {
+        return error(
+            401,
+            40101,
+            "the TokenRequest keyName differs from the key in the path",
+        );
+    }
+    match auth.request_token(&request, now) {
+        Ok(details) => Json(details).into_response(),
+        Err(e) => auth_error(&e),
+    }
+}
