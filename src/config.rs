@@ -34,6 +34,11 @@ pub struct ServeOptions {
     #[arg(long, env = "TERN_MQTTS", value_name = "HOST:PORT")]
     pub mqtts: Option<String>,
 
+    /// HTTPS listener: the HTTP API and MQTT over secure WebSocket
+    /// (wss://HOST:PORT/mqtt); needs --tls-cert and --tls-key [default: none].
+    #[arg(long, env = "TERN_HTTPS", value_name = "HOST:PORT")]
+    pub https: Option<String>,
+
     /// TLS certificate chain, PEM; reloaded when the file changes.
     #[arg(long, env = "TERN_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -195,6 +200,7 @@ impl ServeOptions {
             mqtt,
             http,
             mqtts,
+            https,
             tls_cert,
             tls_key,
             tls_reload_secs,
@@ -242,6 +248,7 @@ pub struct Settings {
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
     pub mqtts: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
     pub tls: Option<TlsFiles>,
     pub data_dir: PathBuf,
     pub allow_anonymous: bool,
@@ -302,7 +309,12 @@ impl Settings {
             .as_deref()
             .map(|a| parse_addr(a, "mqtts"))
             .transpose()?;
-        let loopback = [Some(mqtt), Some(http), mqtts]
+        let https = o
+            .https
+            .as_deref()
+            .map(|a| parse_addr(a, "https"))
+            .transpose()?;
+        let loopback = [Some(mqtt), Some(http), mqtts, https]
             .into_iter()
             .flatten()
             .all(|a| a.ip().is_loopback());
@@ -328,6 +340,7 @@ impl Settings {
             anonymous_capability,
             mqtt,
             mqtts,
+            https,
             tls: match (&o.tls_cert, &o.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),
@@ -402,10 +415,10 @@ impl Settings {
         if m.write_buffer_bytes_high < 1024 {
             bail!("write_buffer_bytes_high must be at least 1024");
         }
-        if self.mqtts.is_some() && self.tls.is_none() {
-            bail!("--mqtts needs --tls-cert and --tls-key");
+        if (self.mqtts.is_some() || self.https.is_some()) && self.tls.is_none() {
+            bail!("--mqtts and --https need --tls-cert and --tls-key");
         }
-        let exposed = [Some(self.mqtt), Some(self.http), self.mqtts]
+        let exposed = [Some(self.mqtt), Some(self.http), self.mqtts, self.https]
             .into_iter()
             .flatten()
             .find(|a| !a.ip().is_loopback());

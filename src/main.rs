@@ -133,16 +133,25 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let tls = match &s.tls {
+    let https = match (&s.https, &s.tls) {
+        (Some(addr), Some(_)) => {
+            Some(bind(*addr).with_context(|| format!("binding the HTTPS listener on {addr}"))?)
+        }
+        _ => None,
+    };
+    let (tls, https_tls) = match &s.tls {
         Some(t) => {
             let resolver = Arc::new(
                 tern_mqtt::tls::ReloadingCert::open(&t.cert, &t.key)
                     .context("loading the TLS certificate")?,
             );
             tokio::spawn(resolver.clone().watch(t.reload_every));
-            Some(tern_mqtt::tls::server_config(resolver, &[b"mqtt"]))
+            (
+                Some(tern_mqtt::tls::server_config(resolver.clone(), &[b"mqtt"])),
+                Some(tern_mqtt::tls::server_config(resolver, &[b"http/1.1"])),
+            )
         }
-        None => None,
+        None => (None, None),
     };
 
     tokio::spawn(drive_timers(hub.clone()));
@@ -183,6 +192,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             writeln!(out, "listening mqtts {}", l.local_addr()?)?;
         }
         writeln!(out, "listening http {}", http.local_addr()?)?;
+        if let Some(l) = &https {
+            writeln!(out, "listening https {}", l.local_addr()?)?;
+        }
         writeln!(out, "ready")?;
         out.flush()?;
     }
@@ -219,6 +231,21 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             tracing::error!(error = %e, "HTTP listener failed");
         }
     }));
+    if let (Some(l), Some(cfg)) = (https, https_tls) {
+        let loopback = l.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        let listener = tern_http::TlsListener::new(l, cfg, s.mqtt_cfg.connect_timeout)?;
+        let state = Arc::new(tern_http::HttpState {
+            mqtt: ctx.clone(),
+            secure: true,
+            loopback,
+        });
+        let stop = stopped();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = tern_http::serve_tls(listener, state, stop).await {
+                tracing::error!(error = %e, "HTTPS listener failed");
+            }
+        }));
+    }
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     // Graceful drain: tell every client why, give them a moment.

@@ -17,6 +17,8 @@ pub struct Tern {
     pub http: SocketAddr,
     /// The MQTT/TLS listener, when started with `--mqtts`.
     pub mqtts: Option<SocketAddr>,
+    /// The HTTPS listener, when started with `--https`.
+    pub https: Option<SocketAddr>,
     /// Lines the server printed on stdout after the listening line.
     pub stdout: mpsc::Receiver<String>,
     /// Temporary data directory, removed on drop.
@@ -58,7 +60,7 @@ impl Tern {
                 }
             }
         });
-        let (mut mqtt, mut http, mut mqtts) = (None, None, None);
+        let (mut mqtt, mut http, mut mqtts, mut https) = (None, None, None, None);
         loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
@@ -68,6 +70,8 @@ impl Tern {
                 mqtt = Some(parse(a));
             } else if let Some(a) = line.strip_prefix("listening mqtts ") {
                 mqtts = Some(parse(a));
+            } else if let Some(a) = line.strip_prefix("listening https ") {
+                https = Some(parse(a));
             } else if let Some(a) = line.strip_prefix("listening http ") {
                 http = Some(parse(a));
             } else if line.trim() == "ready" {
@@ -79,6 +83,7 @@ impl Tern {
             mqtt: mqtt.expect("no `listening mqtt` line"),
             http: http.expect("no `listening http` line"),
             mqtts,
+            https,
             stdout: rx,
             data_dir,
         }

@@ -6,10 +6,15 @@
 //! - `ws`: turns a WebSocket into the byte stream the MQTT connection task
 //!   reads and writes (binary frames; packets may span frames and a frame
 //!   may hold several packets).
+//! - `tls`: an accept loop that completes TLS handshakes off the accept
+//!   path, for HTTPS and `wss://`.
 //! - `tokens`: `requestToken` and `time`, with Ably-style error bodies.
 
+mod tls;
 mod tokens;
 mod ws;
+
+pub use tls::TlsListener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +44,27 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` (plain TCP) until `shutdown` resolves.
+/// The client's address, for handlers (`ConnectInfo<Peer>`), on plain and
+/// TLS listeners alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+        Peer(*s.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(s: axum::serve::IncomingStream<'_, TlsListener>) -> Peer {
+        Peer(*s.remote_addr())
+    }
+}
+
+/// Serves the router on `listener` (plain TCP) until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
@@ -47,7 +72,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router(state).into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serves the router over TLS (HTTPS, `wss://`) until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: TlsListener,
+    state: Arc<HttpState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<Peer>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -1,7 +1,6 @@
 //! MQTT over WebSocket: the `mqtt` subprotocol (also `mqttv3.1`), binary
 //! frames carrying the MQTT byte stream.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -24,7 +23,7 @@ const FRAME_SLACK_BYTES: usize = 64 * 1024;
 /// `GET /mqtt`: upgrades to a WebSocket and runs an MQTT connection on it.
 pub async fn mqtt_over_websocket(
     State(st): State<Arc<HttpState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::Peer(peer)): ConnectInfo<crate::Peer>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let ctx = st.mqtt.clone();
