@@ -283,6 +283,19 @@ impl Conn {
         // A client id bound by the token is the only one allowed; an empty
         // CONNECT client id takes it.
         let bound = principal.client_id.clone().filter(|id| id != "*");
+        // [MQTT-3.1.3-8]: 3.1.1 needs clean session for an empty id; 3.1
+        // needs an id — whatever the token binds.
+        if c.client_id.is_empty()
+            && (version == ProtocolVersion::V3_1
+                || (version == ProtocolVersion::V3_1_1 && !c.clean_start))
+        {
+            let b = refuse(
+                reason::CLIENT_IDENTIFIER_NOT_VALID,
+                "empty client identifier",
+            );
+            write_and_close(wr, b).await;
+            return None;
+        }
         let client_id: String = if let Some(id) = bound {
             if !c.client_id.is_empty() && c.client_id != id {
                 let b = refuse(
@@ -292,20 +305,12 @@ impl Conn {
                 write_and_close(wr, b).await;
                 return None;
             }
+            if c.client_id.is_empty() && v5 {
+                // [MQTT-3.1.3-7]: an empty id is answered with the one used.
+                props.assigned_client_identifier = Some(id.clone());
+            }
             id
         } else if c.client_id.is_empty() {
-            // [MQTT-3.1.3-8]: 3.1.1 needs clean session for an empty id;
-            // 3.1 needs an id.
-            if version == ProtocolVersion::V3_1
-                || (version == ProtocolVersion::V3_1_1 && !c.clean_start)
-            {
-                let b = refuse(
-                    reason::CLIENT_IDENTIFIER_NOT_VALID,
-                    "empty client identifier",
-                );
-                write_and_close(wr, b).await;
-                return None;
-            }
             let id = assigned_client_id(&hub);
             if v5 {
                 props.assigned_client_identifier = Some(id.clone());
@@ -425,6 +430,11 @@ impl Conn {
             token_events: false,
             expiry_warned: false,
         };
+        if attached.session_present && !conn.unrestricted {
+            // A resumed session may hold subscriptions made under other
+            // credentials: keep only what this client may subscribe to.
+            conn.prune_subscriptions();
+        }
         conn.write(&Packet::ConnAck(ConnAck {
             session_present: attached.session_present,
             reason_code: reason::SUCCESS,
@@ -961,12 +971,50 @@ impl Conn {
             && p.capability.canonical() == tern_auth::Capability::all().canonical();
         self.principal = p;
         self.expiry_warned = false;
+        if !self.unrestricted {
+            self.prune_subscriptions();
+        }
         self.write(&Packet::Auth(Auth {
             reason_code: reason::SUCCESS,
             authentication_method: Some(TOKEN_AUTH_METHOD.to_owned()),
             ..Auth::default()
         }));
         Ok(())
+    }
+
+    /// Drops the session's subscriptions the current credentials do not
+    /// allow (after a resume or a re-authentication with a narrower token).
+    fn prune_subscriptions(&mut self) {
+        let filters: Vec<String> = self
+            .session
+            .state
+            .lock()
+            .subscriptions
+            .keys()
+            .cloned()
+            .collect();
+        for f in filters {
+            if !self
+                .ctx
+                .auth
+                .authenticator
+                .check_subscribe_filter(&self.principal, &f)
+            {
+                self.hub.unsubscribe(&self.session, &f);
+                tracing::info!(client_id = %self.session.client_id, filter = %f, "subscription dropped: not allowed by the current credentials");
+            }
+        }
+    }
+
+    /// Whether a message on `topic` may be delivered to this client now;
+    /// catches messages queued before the credentials narrowed.
+    fn may_receive(&self, topic: &str) -> bool {
+        self.unrestricted
+            || self
+                .ctx
+                .auth
+                .authenticator
+                .check(&self.principal, &Op::Subscribe, topic)
     }
 
     /// When the credentials' next event is due: the expiry warning (30 s
@@ -1033,6 +1081,13 @@ impl Conn {
                     packet_id,
                     dup,
                 }) => {
+                    if !self.may_receive(&delivery.msg.topic) {
+                        Stats::add(&self.hub.stats.subscribes_denied, 1);
+                        if let Some(pid) = packet_id {
+                            st.abandon(pid);
+                        }
+                        continue;
+                    }
                     if !self.write_publish(&delivery, packet_id, dup, now)
                         && let Some(pid) = packet_id
                     {
