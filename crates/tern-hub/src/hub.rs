@@ -19,6 +19,11 @@ use crate::session::{ConnLink, KickReason, QueueFullPolicy, SessionHandle, SubOp
 use crate::stats::Stats;
 use crate::topic::{self, TopicError, TopicLimits};
 
+thread_local! {
+    /// Scratch space for the subscriptions matching one publish.
+    static MATCHES: std::cell::Cell<Vec<Subscriber>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Session expiry value meaning "never expires".
 pub const EXPIRY_NEVER: u32 = u32::MAX;
 
@@ -509,8 +514,25 @@ impl Hub {
             self.stats.retained.store(r.len() as u64, Ordering::Relaxed);
         }
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        let mut matched = Vec::new();
-        self.index.read().lookup(&msg.topic, &mut matched);
+        // The match list is reused across publishes on this thread: no
+        // allocation per message in the steady state.
+        MATCHES.with(|cell| {
+            let mut matched = cell.take();
+            matched.clear();
+            self.index.read().lookup(&msg.topic, &mut matched);
+            let r = self.route(&msg, &mut matched, retained_refused);
+            matched.clear();
+            cell.replace(matched);
+            r
+        })
+    }
+
+    fn route(
+        &self,
+        msg: &Arc<Message>,
+        matched: &mut [Subscriber],
+        retained_refused: bool,
+    ) -> Result<Published, PublishError> {
         if matched.is_empty() {
             return Ok(Published {
                 queued: 0,

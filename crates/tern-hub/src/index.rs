@@ -9,7 +9,11 @@
 //! output vector; the index sits behind the hub's `RwLock`, so publishers
 //! share it and only (rare) subscription changes take it exclusively.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+
+/// Maps keyed by client-chosen strings: a fast hash, randomly seeded per
+/// process so topic names cannot be chosen to collide.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -2,7 +2,11 @@
 //! subscription visits only the branches its filter can match instead of
 //! every retained message.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+
+/// Maps keyed by client-chosen strings: a fast hash, randomly seeded per
+/// process so topic names cannot be chosen to collide.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use crate::message::Message;

@@ -41,6 +41,80 @@ pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, E
     Ok(1 + var_int_len(remaining) + remaining as usize)
 }
 
+/// The parts of an outgoing PUBLISH, borrowed: lets a server encode a
+/// delivery straight from its stored message without building a
+/// [`crate::Publish`] (no topic or payload copy into an owned struct).
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRef<'a> {
+    /// Redelivery flag (never written for QoS 0).
+    pub dup: bool,
+    /// Quality of service.
+    pub qos: QoS,
+    /// Retain flag.
+    pub retain: bool,
+    /// Empty when a topic alias carries the name (v5).
+    pub topic: &'a str,
+    /// Required for QoS 1 and 2.
+    pub packet_id: Option<u16>,
+    /// Written only for v5.
+    pub properties: &'a crate::PublishProperties,
+    /// The application message.
+    pub payload: &'a [u8],
+}
+
+/// Appends a PUBLISH built from borrowed parts; the same bytes as
+/// [`encode`] of the equivalent [`crate::Publish`]. Returns the number of
+/// bytes written. On error nothing is written.
+pub fn encode_publish(
+    p: &PublishRef<'_>,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    let v5 = version.is_v5();
+    let mut count = Counter::default();
+    write_publish_body(p, v5, &mut count)?;
+    if count.0 > VAR_INT_MAX as usize {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    let remaining = count.0 as u32;
+    let dup = p.dup && p.qos != QoS::AtMostOnce;
+    let byte1 = 0x30 | (u8::from(dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain);
+    let total = 1 + var_int_len(remaining) + remaining as usize;
+    out.reserve(total);
+    Sink::put_u8(out, byte1);
+    out.put_var_int(remaining);
+    write_publish_body(p, v5, out)?;
+    Ok(total)
+}
+
+/// The size [`encode_publish`] would write.
+pub fn encoded_publish_len(
+    p: &PublishRef<'_>,
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    let mut count = Counter::default();
+    write_publish_body(p, version.is_v5(), &mut count)?;
+    if count.0 > VAR_INT_MAX as usize {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    Ok(1 + var_int_len(count.0 as u32) + count.0)
+}
+
+fn write_publish_body<S: Sink>(p: &PublishRef<'_>, v5: bool, s: &mut S) -> Result<(), EncodeError> {
+    s.put_str(p.topic)?;
+    if p.qos != QoS::AtMostOnce {
+        match p.packet_id {
+            Some(id) if id != 0 => s.put_u16(id),
+            _ => return Err(EncodeError::MissingPacketId),
+        }
+    }
+    if v5 {
+        put_props(s, p.properties)?;
+    }
+    s.put_slice(p.payload);
+    Ok(())
+}
+
 /// First byte of the fixed header and remaining length.
 fn header(packet: &Packet, version: ProtocolVersion) -> Result<(u8, u32), EncodeError> {
     let byte1 = match packet {
@@ -89,19 +163,19 @@ fn write_body<S: Sink>(
                 put_props(s, &c.properties)?;
             }
         }
-        Packet::Publish(p) => {
-            s.put_str(&p.topic)?;
-            if p.qos != QoS::AtMostOnce {
-                match p.packet_id {
-                    Some(id) if id != 0 => s.put_u16(id),
-                    _ => return Err(EncodeError::MissingPacketId),
-                }
-            }
-            if v5 {
-                put_props(s, &p.properties)?;
-            }
-            s.put_slice(&p.payload);
-        }
+        Packet::Publish(p) => write_publish_body(
+            &PublishRef {
+                dup: p.dup,
+                qos: p.qos,
+                retain: p.retain,
+                topic: &p.topic,
+                packet_id: p.packet_id,
+                properties: &p.properties,
+                payload: &p.payload,
+            },
+            v5,
+            s,
+        )?,
         Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
             write_pub_resp(p, v5, s)?
         }

@@ -28,7 +28,7 @@ mod types;
 mod wire;
 
 pub use decode::{decode, peek_packet_len};
-pub use encode::{encode, encoded_len};
+pub use encode::{PublishRef, encode, encode_publish, encoded_len, encoded_publish_len};
 pub use error::{DecodeError, EncodeError};
 pub use types::*;
 

@@ -223,6 +223,12 @@ struct Conn {
     token_events: bool,
     /// The expiry warning was sent for the current credentials.
     expiry_warned: bool,
+    /// When the current read batch arrived: the receive time of every
+    /// message in it (one clock read per batch, not per message).
+    batch_now: Instant,
+    /// The channel name of the last PUBLISH, shared by the next one to the
+    /// same topic (the common case for a device) instead of a new allocation.
+    last_topic: Option<Arc<str>>,
 }
 
 impl Conn {
@@ -429,6 +435,8 @@ impl Conn {
             enhanced_auth,
             token_events: false,
             expiry_warned: false,
+            batch_now: Instant::now(),
+            last_topic: None,
         };
         if attached.session_present && !conn.unrestricted {
             // A resumed session may hold subscriptions made under other
@@ -577,6 +585,7 @@ impl Conn {
     /// Handles every complete packet in `inbuf`; returns how many.
     fn decode_all(&mut self, inbuf: &mut BytesMut, limits: &Limits) -> Result<usize, CloseReason> {
         let mut n = 0;
+        self.batch_now = Instant::now();
         loop {
             match codec::decode(inbuf, self.version, limits) {
                 Ok(Some(p)) => {
@@ -800,7 +809,7 @@ impl Conn {
         }
     }
 
-    fn message_from(&self, p: Publish) -> Message {
+    fn message_from(&mut self, p: Publish) -> Message {
         let pp = p.properties;
         let props = MessageProps {
             payload_format: pp.payload_format_indicator,
@@ -809,14 +818,22 @@ impl Conn {
             correlation_data: pp.correlation_data,
             user_properties: pp.user_properties,
         };
+        let topic = match &self.last_topic {
+            Some(t) if **t == *p.topic => t.clone(),
+            _ => {
+                let t: Arc<str> = Arc::from(p.topic);
+                self.last_topic = Some(t.clone());
+                t
+            }
+        };
         Message {
-            topic: Arc::from(p.topic),
+            topic,
             payload: p.payload,
             qos: p.qos as u8,
             retain: p.retain,
             origin: Some(self.session.client_id.clone()),
             props: (!props.is_empty()).then(|| Box::new(props)),
-            received_at: Instant::now(),
+            received_at: self.batch_now,
             expiry: pp
                 .message_expiry_interval
                 .map(|s| Duration::from_secs(u64::from(s))),
@@ -1118,32 +1135,32 @@ impl Conn {
         now: Instant,
     ) -> bool {
         let msg = &d.msg;
-        let mut p = Publish {
-            dup,
-            qos: QoS::from_u8(d.qos).unwrap_or(QoS::AtMostOnce),
-            retain: d.retain,
-            topic: msg.topic.to_string(),
-            packet_id,
-            payload: msg.payload.clone(),
-            properties: PublishProperties::default(),
-        };
+        let mut props = PublishProperties::default();
         if self.v5 {
-            let pp = &mut p.properties;
-            if let Some(props) = &msg.props {
-                pp.payload_format_indicator = props.payload_format;
-                pp.content_type = props.content_type.clone();
-                pp.response_topic = props.response_topic.clone();
-                pp.correlation_data = props.correlation_data.clone();
-                pp.user_properties = props.user_properties.clone();
+            if let Some(mp) = &msg.props {
+                props.payload_format_indicator = mp.payload_format;
+                props.content_type = mp.content_type.clone();
+                props.response_topic = mp.response_topic.clone();
+                props.correlation_data = mp.correlation_data.clone();
+                props.user_properties = mp.user_properties.clone();
             }
             // [MQTT-3.3.2-6]: forward the lifetime that is left.
-            pp.message_expiry_interval = msg.remaining_expiry_secs(now);
-            pp.subscription_identifiers = d.sub_ids.clone();
+            props.message_expiry_interval = msg.remaining_expiry_secs(now);
+            props.subscription_identifiers.extend_from_slice(&d.sub_ids);
         }
-        let mut pkt = Packet::Publish(p);
+        let qos = QoS::from_u8(d.qos).unwrap_or(QoS::AtMostOnce);
         if self.client_packet_max != usize::MAX {
             // Measured with the full topic: an alias only makes it smaller.
-            match codec::encoded_len(&pkt, self.version) {
+            let full = codec::PublishRef {
+                dup,
+                qos,
+                retain: d.retain,
+                topic: &msg.topic,
+                packet_id,
+                properties: &props,
+                payload: &msg.payload,
+            };
+            match codec::encoded_publish_len(&full, self.version) {
                 Ok(n) if n <= self.client_packet_max => {}
                 _ => {
                     Stats::add(&self.hub.stats.dropped_too_large, 1);
@@ -1151,19 +1168,30 @@ impl Conn {
                 }
             }
         }
-        if self.out_alias_max > 0
-            && let Packet::Publish(p) = &mut pkt
-        {
+        let mut topic: &str = &msg.topic;
+        if self.out_alias_max > 0 {
             if let Some(&a) = self.out_aliases.get(&msg.topic) {
-                p.topic.clear();
-                p.properties.topic_alias = Some(a);
+                props.topic_alias = Some(a);
+                topic = "";
             } else if self.out_aliases.len() < usize::from(self.out_alias_max) {
                 let a = self.out_aliases.len() as u16 + 1;
                 self.out_aliases.insert(msg.topic.clone(), a);
-                p.properties.topic_alias = Some(a);
+                props.topic_alias = Some(a);
             }
         }
-        self.write(&pkt);
+        let p = codec::PublishRef {
+            dup,
+            qos,
+            retain: d.retain,
+            topic,
+            packet_id,
+            properties: &props,
+            payload: &msg.payload,
+        };
+        if let Err(e) = codec::encode_publish(&p, self.version, &mut self.out) {
+            tracing::warn!(error = %e, "could not encode a PUBLISH");
+            return false;
+        }
         Stats::add(&self.hub.stats.messages_sent, 1);
         true
     }
