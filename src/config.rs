@@ -47,6 +47,12 @@ pub struct ServeOptions {
     #[arg(long, env = "TERN_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
 
+    /// CA (PEM) whose client certificates are accepted on the TLS listeners;
+    /// a verified certificate's subject common name is the API key name the
+    /// client logs in as, when CONNECT carries no credentials [default: none].
+    #[arg(long, env = "TERN_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// How often the certificate files are checked for changes, seconds [default: 10].
     #[arg(long, env = "TERN_TLS_RELOAD_SECS", value_name = "SECS")]
     pub tls_reload_secs: Option<u64>,
@@ -203,6 +209,7 @@ impl ServeOptions {
             https,
             tls_cert,
             tls_key,
+            tls_client_ca,
             tls_reload_secs,
             data_dir,
             allow_anonymous,
@@ -239,6 +246,7 @@ impl ServeOptions {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
     pub reload_every: Duration,
 }
 
@@ -345,6 +353,7 @@ impl Settings {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),
                     key: key.clone(),
+                    client_ca: o.tls_client_ca.clone(),
                     reload_every: Duration::from_secs(o.tls_reload_secs.unwrap_or(10).max(1)),
                 }),
                 (None, None) => None,

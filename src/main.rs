@@ -146,9 +146,18 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
                     .context("loading the TLS certificate")?,
             );
             tokio::spawn(resolver.clone().watch(t.reload_every));
+            let ca = t.client_ca.as_deref();
             (
-                Some(tern_mqtt::tls::server_config(resolver.clone(), &[b"mqtt"])),
-                Some(tern_mqtt::tls::server_config(resolver, &[b"http/1.1"])),
+                Some(tern_mqtt::tls::server_config(
+                    resolver.clone(),
+                    &[b"mqtt"],
+                    ca,
+                )?),
+                Some(tern_mqtt::tls::server_config(
+                    resolver,
+                    &[b"http/1.1"],
+                    None,
+                )?),
             )
         }
         None => (None, None),

@@ -45,10 +45,11 @@ pub async fn run_tls(
         tokio::spawn(async move {
             match tokio::time::timeout(ctx.cfg.connect_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
+                    let cert_key = crate::tls::client_cert_key(tls.get_ref().1);
                     let transport = Transport {
                         kind: crate::TransportKind::Tls,
                         peer,
-                        cert_key: None,
+                        cert_key,
                         loopback_listener: loopback,
                     };
                     connection::serve(tls, transport, ctx).await;

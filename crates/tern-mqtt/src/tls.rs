@@ -119,15 +119,61 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// A TLS 1.2/1.3 server configuration serving `resolver`'s certificate,
-/// offering `alpn` protocols (empty for none).
-pub fn server_config(resolver: Arc<ReloadingCert>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
-    let mut cfg = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .unwrap_or_else(|_| unreachable!("the default provider supports TLS 1.2 and 1.3"))
-    .with_no_client_auth()
-    .with_cert_resolver(resolver);
+/// offering `alpn` protocols (empty for none). With `client_ca`, clients
+/// may present a certificate issued by that CA (verified; its subject
+/// common name names the API key it logs in as); clients without one are
+/// still accepted and authenticate in CONNECT.
+pub fn server_config(
+    resolver: Arc<ReloadingCert>,
+    alpn: &[&[u8]],
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .unwrap_or_else(|_| unreachable!("the default provider supports TLS 1.2 and 1.3"));
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| TlsError::Certificates {
+                    path: path.into(),
+                    reason: e.to_string(),
+                })?;
+            for c in certs {
+                roots.add(c).map_err(|e| TlsError::Certificates {
+                    path: path.into(),
+                    reason: e.to_string(),
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(TlsError::NoCertificate { path: path.into() });
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Certificates {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_cert_resolver(resolver);
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(cfg)
+    Ok(Arc::new(cfg))
+}
+
+/// The subject common name of a (verified) client certificate: the key
+/// name it maps to.
+pub fn client_cert_key(conn: &rustls::ServerConnection) -> Option<String> {
+    let der = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }
