@@ -234,9 +234,13 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         secure: false,
         loopback: s.http.ip().is_loopback(),
     });
+    let http_limits = tern_http::HttpLimits {
+        header_read_timeout: s.mqtt_cfg.connect_timeout,
+        connections_max: s.mqtt_cfg.connections_max,
+    };
     let http_stop = stopped();
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = tern_http::serve(http, http_state, http_stop).await {
+        if let Err(e) = tern_http::serve(http, http_state, http_limits, http_stop).await {
             tracing::error!(error = %e, "HTTP listener failed");
         }
     }));
@@ -250,7 +254,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         });
         let stop = stopped();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = tern_http::serve_tls(listener, state, stop).await {
+            if let Err(e) = tern_http::serve(listener, state, http_limits, stop).await {
                 tracing::error!(error = %e, "HTTPS listener failed");
             }
         }));

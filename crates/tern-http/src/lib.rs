@@ -10,6 +10,7 @@
 //!   path, for HTTPS and `wss://`.
 //! - `tokens`: `requestToken` and `time`, with Ably-style error bodies.
 
+mod deadline;
 mod tls;
 mod tokens;
 mod ws;
@@ -40,7 +41,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/mqtt", get(ws::mqtt_over_websocket))
         .route("/time", get(tokens::time))
-        .route("/keys/{key_name}/requestToken", post(tokens::request_token))
+        .route(
+            "/keys/{key_name}/requestToken",
+            post(tokens::request_token).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .with_state(state)
 }
 
@@ -64,30 +68,78 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
     }
 }
 
-/// Serves the router on `listener` (plain TCP) until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<HttpState>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<Peer>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+/// Bounds of an HTTP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Time allowed for a request's headers to arrive (also the idle time
+    /// allowed between requests on a kept-alive connection).
+    pub header_read_timeout: std::time::Duration,
+    /// Connections held at once (WebSockets included); more are closed at
+    /// accept.
+    pub connections_max: usize,
 }
 
-/// Serves the router over TLS (HTTPS, `wss://`) until `shutdown` resolves.
-pub async fn serve_tls(
-    listener: TlsListener,
+/// Serves the router on `listener` (plain TCP or [`TlsListener`]) until
+/// `shutdown` resolves; then lets requests in progress finish for up to
+/// two seconds.
+pub async fn serve<L>(
+    mut listener: L,
     state: Arc<HttpState>,
+    limits: HttpLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<Peer>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt;
+
+    let router = router(state.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+        };
+        if active.load(Ordering::Relaxed) >= limits.connections_max {
+            tern_hub::Stats::add(&state.mqtt.hub.stats.connects_refused, 1);
+            drop(io);
+            continue;
+        }
+        active.fetch_add(1, Ordering::Relaxed);
+        let router = router.clone();
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(Peer(peer)));
+                router.clone().oneshot(req)
+            });
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(deadline::FirstByteDeadline::new(
+                    io,
+                    tokio::time::Instant::now() + limits.header_read_timeout,
+                )),
+                svc,
+            )
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let active = active.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+            active.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), graceful.shutdown()).await;
+    Ok(())
 }

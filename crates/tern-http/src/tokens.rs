@@ -56,16 +56,31 @@ pub async fn time() -> Json<[u64; 1]> {
     Json([now_ms()])
 }
 
-/// `key:secret` from an `Authorization: Basic ...` header.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ")?;
+/// `key:secret` from an `Authorization: Basic ...` header (scheme name
+/// case-insensitive, RFC 9110); `Ok(None)` without the header, `Err` for a
+/// header that is not valid Basic credentials.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Box<Response>> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Box::new(error(
+            401,
+            40101,
+            "the Authorization header must be Basic credentials for a key",
+        ))
+    };
+    let value = value.to_str().map_err(|_| bad())?.trim();
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (name, secret) = text.split_once(':')?;
-    Some((name.to_owned(), secret.to_owned()))
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (name, secret) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Some((name.to_owned(), secret.to_owned())))
 }
 
 /// Most bytes accepted in a token request body.
@@ -74,16 +89,29 @@ const BODY_BYTES_MAX: usize = 64 * 1024;
 /// `POST /keys/{keyName}/requestToken`.
 pub async fn request_token(
     State(st): State<Arc<HttpState>>,
+    axum::extract::ConnectInfo(crate::Peer(peer)): axum::extract::ConnectInfo<crate::Peer>,
     Path(key_name): Path<String>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    if body.len() > BODY_BYTES_MAX {
+    let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
         return error(413, 40009, "token request body too large");
+    };
+    let policy = &st.mqtt.auth;
+    if policy.is_blocked(peer.ip()) {
+        return error(
+            429,
+            42910,
+            "too many failed logins from this address; try again later",
+        );
     }
-    let auth = &st.mqtt.auth.authenticator;
+    let auth = &policy.authenticator;
     let now = now_ms();
-    if let Some((name, secret)) = basic_credentials(&headers) {
+    let basic = match basic_credentials(&headers) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Some((name, secret)) = basic {
         if name != key_name {
             return error(
                 401,
@@ -108,7 +136,12 @@ pub async fn request_token(
         };
         return match auth.request_token_with_key(&name, &secret, &params, now) {
             Ok(details) => Json(details).into_response(),
-            Err(e) => auth_error(&e),
+            Err(e) => {
+                if matches!(e, AuthError::BadSecret | AuthError::UnknownKey(_)) {
+                    policy.record_failure(peer.ip());
+                }
+                auth_error(&e)
+            }
         };
     }
     let request: TokenRequest = match serde_json::from_slice(&body) {
@@ -124,6 +157,11 @@ pub async fn request_token(
     }
     match auth.request_token(&request, now) {
         Ok(details) => Json(details).into_response(),
-        Err(e) => auth_error(&e),
+        Err(e) => {
+            if matches!(e, AuthError::BadMac) {
+                policy.record_failure(peer.ip());
+            }
+            auth_error(&e)
+        }
     }
 }

@@ -48,6 +48,7 @@ pub async fn mqtt_over_websocket(
                 peer,
                 cert_key: None,
                 loopback_listener: loopback,
+                accepted_at: std::time::Instant::now(),
             };
             tern_mqtt::connection::serve(byte_stream(socket), transport, ctx).await;
         })

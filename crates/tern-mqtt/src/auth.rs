@@ -52,6 +52,9 @@ pub struct Transport {
     pub cert_key: Option<String>,
     /// The listener is on a loopback address.
     pub loopback_listener: bool,
+    /// When the TCP connection was accepted: the CONNECT timeout counts
+    /// from here.
+    pub accepted_at: Instant,
 }
 
 impl Transport {
@@ -62,6 +65,7 @@ impl Transport {
             peer,
             cert_key: None,
             loopback_listener,
+            accepted_at: Instant::now(),
         }
     }
 }
@@ -207,6 +211,12 @@ impl AuthPolicy {
     /// True if `ip` has failed too many logins recently.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.limiter.blocked(ip, Instant::now())
+    }
+
+    /// Counts a failed login from `ip` (e.g. a wrong secret on the HTTP
+    /// token endpoint).
+    pub fn record_failure(&self, ip: IpAddr) {
+        self.limiter.record_failure(ip, Instant::now());
     }
 
     /// Authenticates a token (username, password, or AUTH data).

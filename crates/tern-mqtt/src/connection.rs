@@ -52,8 +52,9 @@ where
         packet_bytes_max: cfg.packet_bytes_max,
     };
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let connect = match tokio::time::timeout(
-        cfg.connect_timeout,
+    // The CONNECT timeout counts from the TCP accept, TLS handshake included.
+    let connect = match tokio::time::timeout_at(
+        (transport.accepted_at + cfg.connect_timeout).into(),
         read_connect(&mut rd, &mut inbuf, &limits, &hub),
     )
     .await
@@ -613,9 +614,13 @@ impl Conn {
                 ..Disconnect::default()
             }));
         }
-        if !self.out.is_empty() && !matches!(why, CloseReason::Io(_)) {
+        if !matches!(why, CloseReason::Io(_)) {
+            // Flush what is pending and close our side properly (for a
+            // WebSocket this also answers the client's Close frame).
             let _ = tokio::time::timeout(CLOSE_FLUSH, async {
-                wr.write_all(&self.out).await?;
+                if !self.out.is_empty() {
+                    wr.write_all(&self.out).await?;
+                }
                 wr.shutdown().await
             })
             .await;

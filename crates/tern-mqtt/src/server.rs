@@ -42,6 +42,7 @@ pub async fn run_tls(
         let _ = stream.set_nodelay(true);
         active.fetch_add(1, Ordering::Relaxed);
         let (ctx, active, acceptor) = (ctx.clone(), active.clone(), acceptor.clone());
+        let accepted_at = std::time::Instant::now();
         tokio::spawn(async move {
             match tokio::time::timeout(ctx.cfg.connect_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
@@ -51,6 +52,7 @@ pub async fn run_tls(
                         peer,
                         cert_key,
                         loopback_listener: loopback,
+                        accepted_at,
                     };
                     connection::serve(tls, transport, ctx).await;
                 }

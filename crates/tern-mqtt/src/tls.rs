@@ -65,6 +65,9 @@ pub struct ReloadingCert {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: RwLock<(Arc<CertifiedKey>, Option<SystemTime>, Option<SystemTime>)>,
+    /// Modification times of a pair that failed to load: not retried (nor
+    /// warned about again) until a file changes again.
+    failed: RwLock<Option<(Option<SystemTime>, Option<SystemTime>)>>,
 }
 
 impl ReloadingCert {
@@ -75,6 +78,7 @@ impl ReloadingCert {
             cert_path: cert.into(),
             key_path: key.into(),
             current: RwLock::new((Arc::new(ck), modified(cert), modified(key))),
+            failed: RwLock::new(None),
         })
     }
 
@@ -88,6 +92,9 @@ impl ReloadingCert {
                 return false;
             }
         }
+        if *self.failed.read() == Some((c, k)) {
+            return false;
+        }
         match load(&self.cert_path, &self.key_path) {
             Ok(ck) => {
                 *self.current.write() = (Arc::new(ck), c, k);
@@ -95,6 +102,7 @@ impl ReloadingCert {
                 true
             }
             Err(e) => {
+                *self.failed.write() = Some((c, k));
                 tracing::warn!(error = %e, "TLS certificate not reloaded; keeping the previous one");
                 false
             }
