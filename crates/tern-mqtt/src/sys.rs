@@ -20,7 +20,7 @@ pub async fn run(hub: Arc<Hub>, interval: Duration) {
 pub fn publish_once(hub: &Hub) {
     let s = &hub.stats;
     let uptime = hub.started().elapsed().as_secs();
-    let values: [(&str, String); 14] = [
+    let values: [(&str, String); 19] = [
         (
             "$SYS/broker/version",
             format!("tern {}", env!("CARGO_PKG_VERSION")),
@@ -73,6 +73,26 @@ pub fn publish_once(hub: &Hub) {
         (
             "$SYS/broker/wills/published",
             Stats::get(&s.wills_published).to_string(),
+        ),
+        (
+            "$SYS/broker/logins/failed",
+            Stats::get(&s.logins_failed).to_string(),
+        ),
+        (
+            "$SYS/broker/logins/rate limited",
+            Stats::get(&s.logins_rate_limited).to_string(),
+        ),
+        (
+            "$SYS/broker/publishes/denied",
+            Stats::get(&s.publishes_denied).to_string(),
+        ),
+        (
+            "$SYS/broker/subscriptions/denied",
+            Stats::get(&s.subscribes_denied).to_string(),
+        ),
+        (
+            "$SYS/broker/tls/handshakes failed",
+            Stats::get(&s.tls_handshakes_failed).to_string(),
         ),
     ];
     for (topic, value) in values {
