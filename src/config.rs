@@ -181,6 +181,18 @@ pub struct ServeOptions {
     #[arg(long, env = "TERN_OVERLAP_DELIVER_EACH", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub overlap_deliver_each: Option<bool>,
 
+    /// Back-pressure: when a QoS 1/2 message leaves a connected subscriber
+    /// with this many queued messages, its publisher is not read until the
+    /// queue drains to half of it (or the pause maximum passes); 0 turns
+    /// back-pressure off [default: half of session_queue_max].
+    #[arg(long, env = "TERN_BACKPRESSURE_QUEUE_MESSAGES", value_name = "N")]
+    pub backpressure_queue_messages: Option<usize>,
+
+    /// Longest back-pressure pause of a publisher, milliseconds; then the
+    /// subscriber's queue policy applies [default: 1000].
+    #[arg(long, env = "TERN_BACKPRESSURE_PAUSE_MAX_MS", value_name = "MS")]
+    pub backpressure_pause_max_ms: Option<u64>,
+
     /// Output bytes buffered per connection before it stops taking from its
     /// session queue [default: 65536].
     #[arg(long, env = "TERN_WRITE_BUFFER_BYTES_HIGH", value_name = "BYTES")]
@@ -236,6 +248,8 @@ impl ServeOptions {
             retained_max,
             sys_interval_secs,
             overlap_deliver_each,
+            backpressure_queue_messages,
+            backpressure_pause_max_ms,
             write_buffer_bytes_high
         )
     }
@@ -376,6 +390,11 @@ impl Settings {
                 retained_max: o.retained_max.unwrap_or(hub_d.retained_max),
                 sessions_max: o.sessions_max.unwrap_or(hub_d.sessions_max),
                 overlap_deliver_each: o.overlap_deliver_each.unwrap_or(false),
+                // Half the queue unless set: room to absorb what a paused
+                // publisher had already sent.
+                backpressure_queue_messages: o
+                    .backpressure_queue_messages
+                    .unwrap_or(o.session_queue_max.unwrap_or(hub_d.session_queue_max) / 2),
             },
             mqtt_cfg: MqttConfig {
                 packet_bytes_max: o.packet_bytes_max.unwrap_or(mqtt_d.packet_bytes_max),
@@ -394,6 +413,9 @@ impl Settings {
                 write_buffer_bytes_high: o
                     .write_buffer_bytes_high
                     .unwrap_or(mqtt_d.write_buffer_bytes_high),
+                backpressure_pause_max: o
+                    .backpressure_pause_max_ms
+                    .map_or(mqtt_d.backpressure_pause_max, Duration::from_millis),
             },
         };
         s.validate()?;
@@ -411,6 +433,9 @@ impl Settings {
         }
         if h.session_queue_max == 0 {
             bail!("session_queue_max must be at least 1");
+        }
+        if h.backpressure_queue_messages > h.session_queue_max {
+            bail!("backpressure_queue_messages cannot exceed session_queue_max");
         }
         if h.topic.topic_bytes_max == 0 || h.topic.topic_levels_max == 0 {
             bail!("topic_bytes_max and topic_levels_max must be at least 1");

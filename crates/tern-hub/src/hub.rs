@@ -45,6 +45,10 @@ pub struct HubConfig {
     /// Deliver one copy per matching subscription instead of one copy per
     /// session at the highest granted QoS.
     pub overlap_deliver_each: bool,
+    /// Queue length at which a connected session is reported congested by
+    /// `publish` for QoS 1/2 messages, so the publisher's adapter can slow
+    /// down (back-pressure) before the queue overflows; 0 turns it off.
+    pub backpressure_queue_messages: usize,
 }
 
 impl Default for HubConfig {
@@ -57,6 +61,7 @@ impl Default for HubConfig {
             retained_max: 1_000_000,
             sessions_max: 1_000_000,
             overlap_deliver_each: false,
+            backpressure_queue_messages: 500,
         }
     }
 }
@@ -103,13 +108,16 @@ pub enum PublishError {
 }
 
 /// What a publish did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Published {
     /// Sessions the message was queued for.
     pub queued: usize,
     /// The message asked to be retained but the retained store is full;
     /// it was routed to current subscribers only.
     pub retained_refused: bool,
+    /// A connected session whose queue passed the back-pressure mark with
+    /// this QoS 1/2 message: the publisher should pause until it drains.
+    pub congested: Option<Arc<SessionHandle>>,
 }
 
 /// What a subscribe did.
@@ -537,12 +545,14 @@ impl Hub {
             return Ok(Published {
                 queued: 0,
                 retained_refused,
+                congested: None,
             });
         }
         if !self.config.overlap_deliver_each && matched.len() > 1 {
             matched.sort_by_key(|s| s.session.id);
         }
         let mut queued = 0;
+        let mut congested = None;
         let mut i = 0;
         while i < matched.len() {
             let sub = &matched[i];
@@ -583,7 +593,9 @@ impl Hub {
                 }
             }
             if let Some(d) = delivery {
-                self.enqueue(&sub.session, d);
+                if self.enqueue(&sub.session, d) && congested.is_none() {
+                    congested = Some(sub.session.clone());
+                }
                 queued += 1;
             }
             i = j;
@@ -591,35 +603,47 @@ impl Hub {
         Ok(Published {
             queued,
             retained_refused,
+            congested,
         })
     }
 
     /// Puts a delivery in a session's queue, applying the bounds, and wakes
     /// its connection.
-    fn enqueue(&self, session: &SessionHandle, d: Delivery) {
+    /// Returns true when a connected session's queue is at or past the
+    /// back-pressure mark after a QoS 1/2 message.
+    fn enqueue(&self, session: &SessionHandle, d: Delivery) -> bool {
         let mut st = session.state.lock();
         if st.owner.is_none() && d.qos == 0 {
             // QoS 0 is not kept for offline sessions.
             self.stats.dropped_offline.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
+        let mark = self.config.backpressure_queue_messages;
+        if st.slow_consumer && st.queue.len() < mark / 2 {
+            st.slow_consumer = false;
+        }
+        let congested = mark > 0
+            && d.qos > 0
+            && st.owner.is_some()
+            && !st.slow_consumer
+            && st.queue.len() + 1 >= mark;
         if st.queue.len() >= self.config.session_queue_max {
             self.stats
                 .dropped_queue_full
                 .fetch_add(1, Ordering::Relaxed);
             if d.qos == 0 {
-                return;
+                return false;
             }
             match self.config.queue_full_policy {
                 QueueFullPolicy::DropOldest => {
                     st.queue.pop_front();
                 }
-                QueueFullPolicy::DropNew => return,
+                QueueFullPolicy::DropNew => return congested,
                 QueueFullPolicy::Disconnect => {
                     if let Some(o) = &st.owner {
                         o.kick(KickReason::QueueFull);
                     }
-                    return;
+                    return false;
                 }
             }
         }
@@ -627,6 +651,12 @@ impl Hub {
         if let Some(o) = &st.owner {
             o.wake();
         }
+        congested
+    }
+
+    /// The queue length of `session` (for back-pressure checks).
+    pub fn queue_len(session: &SessionHandle) -> usize {
+        session.state.lock().queue.len()
     }
 
     /// Asks every connection to close (shutdown).
@@ -832,6 +862,50 @@ mod tests {
         let got: Vec<u8> = d.iter().map(|d| d.msg.payload[0]).collect();
         assert_eq!(got, vec![7, 8, 9]);
         assert_eq!(hub.stats.dropped_queue_full.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn backpressure_reports_congestion_until_marked_slow_then_until_drained() {
+        let hub = Hub::new(HubConfig {
+            session_queue_max: 10,
+            backpressure_queue_messages: 4,
+            ..HubConfig::default()
+        });
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        hub.subscribe(&a.session, "t", opts(1, None)).unwrap();
+        let congested: Vec<bool> = (0..5)
+            .map(|_| {
+                hub.publish(Message::new("t", "x", 1))
+                    .unwrap()
+                    .congested
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(congested, vec![false, false, false, true, true]);
+        // QoS 0 never pushes back.
+        assert!(
+            hub.publish(Message::new("t", "x", 0))
+                .unwrap()
+                .congested
+                .is_none()
+        );
+        // A pause that timed out marks the session slow: no more congestion…
+        a.session.state.lock().slow_consumer = true;
+        assert!(
+            hub.publish(Message::new("t", "x", 1))
+                .unwrap()
+                .congested
+                .is_none()
+        );
+        // …until it drains below half the mark.
+        drain(&a.session);
+        assert!(
+            hub.publish(Message::new("t", "x", 1))
+                .unwrap()
+                .congested
+                .is_none()
+        );
+        assert!(!a.session.state.lock().slow_consumer);
     }
 
     #[test]

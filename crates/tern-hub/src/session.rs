@@ -123,6 +123,10 @@ pub struct SessionState {
     pub generation: u64,
     /// A will waiting for its delay (or the session's end): when, and what.
     pub pending_will: Option<(Instant, crate::message::Message)>,
+    /// A publisher's back-pressure pause on this session timed out: it is a
+    /// slow consumer and stops pausing publishers until its queue drains
+    /// below half the back-pressure mark (its queue policy applies instead).
+    pub slow_consumer: bool,
     /// Ids that must be resent with DUP on the next drain (session resumed).
     resend: VecDeque<u16>,
 }

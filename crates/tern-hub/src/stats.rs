@@ -35,6 +35,10 @@ pub struct Stats {
     pub dropped_too_large: AtomicU64,
     /// Retained messages refused because the retained store was full.
     pub retained_refused: AtomicU64,
+    /// Publishers paused because a subscriber they feed was congested.
+    pub backpressure_pauses: AtomicU64,
+    /// Pauses that reached their maximum before the subscriber drained.
+    pub backpressure_timeouts: AtomicU64,
     /// Malformed packets and protocol violations received.
     pub protocol_errors: AtomicU64,
     /// Logins refused for bad credentials.

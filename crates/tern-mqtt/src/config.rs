@@ -33,6 +33,10 @@ pub struct MqttConfig {
     /// taking messages from its queue (they wait in the bounded session
     /// queue instead). Default 64 KiB.
     pub write_buffer_bytes_high: usize,
+    /// Longest a publisher is paused (not read) while a connected
+    /// subscriber it feeds is congested; after that the subscriber's
+    /// queue policy applies. Default 1 s.
+    pub backpressure_pause_max: Duration,
 }
 
 impl Default for MqttConfig {
@@ -48,6 +52,7 @@ impl Default for MqttConfig {
             client_id_bytes_max: 256,
             connections_max: 100_000,
             write_buffer_bytes_high: 64 * 1024,
+            backpressure_pause_max: Duration::from_secs(1),
         }
     }
 }

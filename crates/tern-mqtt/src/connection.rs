@@ -34,6 +34,8 @@ pub const TOKEN_EVENTS_TOPIC: &str = "[mqtt]tokenevents";
 /// How long before expiry the `expirywarning` is sent.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30);
 
+/// How often a paused publisher checks whether its subscriber drained.
+const BACKPRESSURE_POLL: Duration = Duration::from_millis(1);
 /// Read buffer capacity reserved before each read.
 const READ_CHUNK_BYTES: usize = 4096;
 /// Time allowed to flush a final DISCONNECT before the socket is dropped.
@@ -230,6 +232,10 @@ struct Conn {
     /// The channel name of the last PUBLISH, shared by the next one to the
     /// same topic (the common case for a device) instead of a new allocation.
     last_topic: Option<Arc<str>>,
+    /// A connected subscriber this client's QoS 1/2 messages congested, and
+    /// since when: reading from this client pauses until it drains
+    /// (back-pressure), for at most `backpressure_pause_max`.
+    congested: Option<(Arc<SessionHandle>, Instant)>,
 }
 
 impl Conn {
@@ -438,6 +444,7 @@ impl Conn {
             expiry_warned: false,
             batch_now: Instant::now(),
             last_topic: None,
+            congested: None,
         };
         if attached.session_present && !conn.unrestricted {
             // A resumed session may hold subscriptions made under other
@@ -509,7 +516,7 @@ impl Conn {
             }
             // Stop reading while the client does not take what we write:
             // its requests would only grow our output further.
-            let can_read = self.out.len() < read_stop_bytes;
+            let can_read = self.out.len() < read_stop_bytes && self.congested.is_none();
             if inbuf.capacity() - inbuf.len() < READ_CHUNK_BYTES / 4 {
                 inbuf.reserve(READ_CHUNK_BYTES);
             }
@@ -556,6 +563,9 @@ impl Conn {
                     }
                     Err(e) => return CloseReason::Io(e.to_string()),
                 },
+                _ = tokio::time::sleep(BACKPRESSURE_POLL), if self.congested.is_some() => {
+                    self.check_congestion();
+                }
                 _ = link.woken() => {
                     match link.kicked() {
                         KickReason::None => self.drain(),
@@ -783,8 +793,19 @@ impl Conn {
         let qos = p.qos;
         let msg = self.message_from(p);
         let code = match self.hub.publish(msg) {
-            Ok(r) if r.retained_refused => reason::QUOTA_EXCEEDED,
-            Ok(_) => reason::SUCCESS,
+            Ok(r) => {
+                if let Some(s) = r.congested
+                    && self.congested.is_none()
+                {
+                    Stats::add(&self.hub.stats.backpressure_pauses, 1);
+                    self.congested = Some((s, Instant::now()));
+                }
+                if r.retained_refused {
+                    reason::QUOTA_EXCEEDED
+                } else {
+                    reason::SUCCESS
+                }
+            }
             Err(PublishError::InvalidTopic(_)) => {
                 if qos == QoS::ExactlyOnce {
                     self.session.state.lock().incoming_qos2.remove(&pid);
@@ -1002,6 +1023,25 @@ impl Conn {
             ..Auth::default()
         }));
         Ok(())
+    }
+
+    /// Ends a back-pressure pause once the congested subscriber drained
+    /// below half the mark, went offline, or the pause reached its maximum.
+    fn check_congestion(&mut self) {
+        let Some((s, since)) = &self.congested else {
+            return;
+        };
+        let mark = self.hub.config().backpressure_queue_messages;
+        let drained = !s.is_connected() || Hub::queue_len(s) < mark / 2;
+        if drained {
+            self.congested = None;
+        } else if since.elapsed() >= self.cfg.backpressure_pause_max {
+            // A subscriber that does not catch up in time no longer slows
+            // its publishers: its own queue policy applies.
+            Stats::add(&self.hub.stats.backpressure_timeouts, 1);
+            s.state.lock().slow_consumer = true;
+            self.congested = None;
+        }
     }
 
     /// Drops the session's subscriptions the current credentials do not
