@@ -276,6 +276,8 @@ impl Hub {
         st.owner = None;
         st.expiry_secs = expiry_secs;
         session.set_connected(false);
+        // Publishers paused on this session stop waiting for it.
+        session.drained.notify_waiters();
         let generation = st.generation;
         if expiry_secs == 0 {
             drop(st);

@@ -342,6 +342,9 @@ pub struct SessionHandle {
     /// True while a connection owns it (read on the publish path without
     /// taking the lock, e.g. to pick a shared-subscription member).
     connected: AtomicBool,
+    /// Signalled when the queue drains below the back-pressure low mark,
+    /// waking the publishers paused on this session.
+    pub drained: Notify,
 }
 
 impl SessionHandle {
@@ -354,6 +357,7 @@ impl SessionHandle {
                 ..SessionState::default()
             }),
             connected: AtomicBool::new(false),
+            drained: Notify::new(),
         }
     }
 

@@ -34,8 +34,6 @@ pub const TOKEN_EVENTS_TOPIC: &str = "[mqtt]tokenevents";
 /// How long before expiry the `expirywarning` is sent.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30);
 
-/// How often a paused publisher checks whether its subscriber drained.
-const BACKPRESSURE_POLL: Duration = Duration::from_millis(1);
 /// Read buffer capacity reserved before each read.
 const READ_CHUNK_BYTES: usize = 4096;
 /// Time allowed to flush a final DISCONNECT before the socket is dropped.
@@ -563,8 +561,8 @@ impl Conn {
                     }
                     Err(e) => return CloseReason::Io(e.to_string()),
                 },
-                _ = tokio::time::sleep(BACKPRESSURE_POLL), if self.congested.is_some() => {
-                    self.check_congestion();
+                drained = wait_drained(self.congested.clone(), self.hub.config().backpressure_queue_messages / 2, self.cfg.backpressure_pause_max), if self.congested.is_some() => {
+                    self.end_congestion(drained);
                 }
                 _ = link.woken() => {
                     match link.kicked() {
@@ -1025,22 +1023,15 @@ impl Conn {
         Ok(())
     }
 
-    /// Ends a back-pressure pause once the congested subscriber drained
-    /// below half the mark, went offline, or the pause reached its maximum.
-    fn check_congestion(&mut self) {
-        let Some((s, since)) = &self.congested else {
-            return;
-        };
-        let mark = self.hub.config().backpressure_queue_messages;
-        let drained = !s.is_connected() || Hub::queue_len(s) < mark / 2;
-        if drained {
-            self.congested = None;
-        } else if since.elapsed() >= self.cfg.backpressure_pause_max {
-            // A subscriber that does not catch up in time no longer slows
-            // its publishers: its own queue policy applies.
+    /// Ends a back-pressure pause: the subscriber drained, or it did not
+    /// catch up in time and no longer slows its publishers (its own queue
+    /// policy applies until it drains).
+    fn end_congestion(&mut self, drained: bool) {
+        if let Some((s, _)) = self.congested.take()
+            && !drained
+        {
             Stats::add(&self.hub.stats.backpressure_timeouts, 1);
             s.state.lock().slow_consumer = true;
-            self.congested = None;
         }
     }
 
@@ -1128,6 +1119,7 @@ impl Conn {
         let now = Instant::now();
         let session = self.session.clone();
         let mut st = session.state.lock();
+        let queued_before = st.queue.len();
         if !st
             .owner
             .as_ref()
@@ -1167,6 +1159,11 @@ impl Conn {
                 NextOutgoing::Expired => Stats::add(&self.hub.stats.dropped_expired, 1),
                 NextOutgoing::WindowFull | NextOutgoing::Idle => break,
             }
+        }
+        let low = self.hub.config().backpressure_queue_messages / 2;
+        if queued_before >= low && st.queue.len() < low {
+            // Publishers paused on this session may go on.
+            session.drained.notify_waiters();
         }
     }
 
@@ -1239,6 +1236,34 @@ impl Conn {
         }
         Stats::add(&self.hub.stats.messages_sent, 1);
         true
+    }
+}
+
+/// Waits until the congested session's queue is below `low` (or it went
+/// offline): true; or until the pause that began at `since` has lasted
+/// `pause_max`: false.
+async fn wait_drained(
+    congested: Option<(Arc<SessionHandle>, Instant)>,
+    low: usize,
+    pause_max: Duration,
+) -> bool {
+    let Some((s, since)) = congested else {
+        return true;
+    };
+    let until = tokio::time::Instant::from_std(since + pause_max);
+    loop {
+        let notified = s.drained.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a drain between the check and
+        // the wait is not missed.
+        notified.as_mut().enable();
+        if !s.is_connected() || Hub::queue_len(&s) < low {
+            return true;
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(until) => return false,
+        }
     }
 }
 
