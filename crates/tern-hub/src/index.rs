@@ -9,11 +9,7 @@
 //! output vector; the index sits behind the hub's `RwLock`, so publishers
 //! share it and only (rare) subscription changes take it exclusively.
 
-use std::collections::HashMap as StdHashMap;
-
-/// Maps keyed by client-chosen strings: a fast hash, randomly seeded per
-/// process so topic names cannot be chosen to collide.
-type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+use crate::topic::{TrieMap as HashMap, split_level as split};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -83,13 +79,6 @@ impl Node {
 pub struct SubscriptionIndex {
     root: Node,
     count: usize,
-}
-
-fn split(s: &str) -> (&str, Option<&str>) {
-    match s.split_once('/') {
-        Some((a, b)) => (a, Some(b)),
-        None => (s, None),
-    }
 }
 
 impl SubscriptionIndex {

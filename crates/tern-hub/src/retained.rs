@@ -2,11 +2,7 @@
 //! subscription visits only the branches its filter can match instead of
 //! every retained message.
 
-use std::collections::HashMap as StdHashMap;
-
-/// Maps keyed by client-chosen strings: a fast hash, randomly seeded per
-/// process so topic names cannot be chosen to collide.
-type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+use crate::topic::{TrieMap as HashMap, split_level as split};
 use std::sync::Arc;
 
 use crate::message::Message;
@@ -37,13 +33,6 @@ impl Node {
 pub struct RetainedStore {
     root: Node,
     count: usize,
-}
-
-fn split(s: &str) -> (&str, Option<&str>) {
-    match s.split_once('/') {
-        Some((a, b)) => (a, Some(b)),
-        None => (s, None),
-    }
 }
 
 impl RetainedStore {

@@ -93,6 +93,18 @@ pub fn validate_filter(filter: &str, limits: &TopicLimits) -> Result<(), TopicEr
     Ok(())
 }
 
+/// Maps keyed by client-chosen strings (trie levels): a fast hash,
+/// randomly seeded per process so topic names cannot be chosen to collide.
+pub(crate) type TrieMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The first level of a name or filter and the rest, if any.
+pub(crate) fn split_level(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    }
+}
+
 /// True if the filter contains `+` or `#`.
 pub fn has_wildcard(filter: &str) -> bool {
     filter.bytes().any(|b| b == b'+' || b == b'#')
