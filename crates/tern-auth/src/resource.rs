@@ -241,10 +241,9 @@ impl Pattern {
                     return false;
                 };
                 let prefix = ably_literal_prefix(inner);
-                if lits.is_empty() {
-                    !prefix.is_empty() && !prefix.starts_with('$')
-                } else {
-                    prefix.starts_with(&format!("{lits}/"))
+                match lits {
+                    None => !prefix.is_empty() && !prefix.starts_with('$'),
+                    Some(lits) => prefix.starts_with(&format!("{lits}/")),
                 }
             }
         }
@@ -403,7 +402,10 @@ fn mqtt_literal_prefix(levels: &[Level]) -> String {
 
 /// For a filter of the form `lit/lit/#`, the literal part (`lit/lit`, empty
 /// for `#` alone).
-fn mqtt_hash_tail_only(levels: &[Level]) -> Option<String> {
+/// For a filter of literal levels then `#`: the literal levels joined, or
+/// `Some(None)` for `#` alone (which differs from `/#`, whose one literal
+/// level is empty).
+fn mqtt_hash_tail_only(levels: &[Level]) -> Option<Option<String>> {
     let (last, init) = levels.split_last()?;
     if *last != Level::Hash {
         return None;
@@ -415,7 +417,7 @@ fn mqtt_hash_tail_only(levels: &[Level]) -> Option<String> {
             _ => None,
         })
         .collect();
-    lits.map(|l| l.join("/"))
+    lits.map(|l| (!l.is_empty()).then(|| l.join("/")))
 }
 
 fn mqtt_text(levels: &[Level]) -> String {
@@ -619,6 +621,9 @@ mod tests {
     #[test]
     fn classification() {
         assert_eq!(res("foo"), Pattern::Exact("foo".into()));
+        // `/#` covers only names starting with `/`, unlike `#`.
+        assert!(!res("/#").covers(&res(":*")));
+        assert!(res("/#").covers(&res("/a:*")));
         assert_eq!(res("foo*"), Pattern::Exact("foo*".into()));
         assert_eq!(res("a/b#"), Pattern::Exact("a/b#".into()));
         assert_eq!(res("*"), Pattern::Ably(vec![Seg::Rest]));
