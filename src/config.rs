@@ -57,9 +57,22 @@ pub struct ServeOptions {
     #[arg(long, env = "TERN_TLS_RELOAD_SECS", value_name = "SECS")]
     pub tls_reload_secs: Option<u64>,
 
-    /// Directory for durable state (reserved: this release keeps state in memory) [default: ./tern-data].
+    /// Directory of the durable store: persistent sessions, their queued
+    /// and in-flight messages, retained messages [default: ./tern-data].
     #[arg(long, env = "TERN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Keep state in the durable store; `false` keeps everything in memory
+    /// only (lost at exit) [default: true].
+    #[arg(long, env = "TERN_PERSIST", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub persist: Option<bool>,
+
+    /// 0: every group commit is synced to disk before what it holds is
+    /// acknowledged (survives power loss). N > 0: commits reach the
+    /// operating system before the acknowledgement (surviving a crash of
+    /// the process) and are synced at most N ms later [default: 0].
+    #[arg(long, env = "TERN_FSYNC_INTERVAL_MS", value_name = "MS")]
+    pub fsync_interval_ms: Option<u64>,
 
     /// Accept clients without credentials [default: true on a loopback
     /// listener with no keys configured, false otherwise].
@@ -224,6 +237,8 @@ impl ServeOptions {
             tls_client_ca,
             tls_reload_secs,
             data_dir,
+            persist,
+            fsync_interval_ms,
             allow_anonymous,
             keys,
             deny,
@@ -273,6 +288,10 @@ pub struct Settings {
     pub https: Option<SocketAddr>,
     pub tls: Option<TlsFiles>,
     pub data_dir: PathBuf,
+    /// Keep state in the durable store.
+    pub persist: bool,
+    /// Sync policy of the store: `None` syncs every commit.
+    pub fsync_interval: Option<Duration>,
     pub allow_anonymous: bool,
     /// Keys, deny rules and token limits.
     pub auth: tern_auth::AuthConfig,
@@ -375,6 +394,11 @@ impl Settings {
             },
             http,
             data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from("./tern-data")),
+            persist: o.persist.unwrap_or(true),
+            fsync_interval: match o.fsync_interval_ms.unwrap_or(0) {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             sys_interval: match o.sys_interval_secs.unwrap_or(10) {
                 0 => None,
                 n => Some(Duration::from_secs(n)),

@@ -124,7 +124,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(s: Settings) -> anyhow::Result<()> {
-    let hub = Hub::new(s.hub.clone());
+    let (hub, writer) = if s.persist {
+        let (store, journal, recovered) = tern_store::open(&s.data_dir)?;
+        let hub = Hub::with_journal(s.hub.clone(), journal.clone());
+        hub.restore(recovered, Instant::now());
+        let sync = match s.fsync_interval {
+            None => tern_store::Sync::EveryCommit,
+            Some(d) => tern_store::Sync::Interval(d),
+        };
+        let writer = store.start(journal, Some(hub.clone()), sync);
+        (hub, Some(writer))
+    } else {
+        (Hub::new(s.hub.clone()), None)
+    };
     let mqtt = bind(s.mqtt).with_context(|| format!("binding the MQTT listener on {}", s.mqtt))?;
     let http = bind(s.http).with_context(|| format!("binding the HTTP listener on {}", s.http))?;
     let mqtts = match (&s.mqtts, &s.tls) {
@@ -184,7 +196,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         allow_anonymous = s.allow_anonymous,
         key_login_plain = ?s.key_login_plain,
         data_dir = %s.data_dir.display(),
-        "starting (state is kept in memory in this release)"
+        persist = s.persist,
+        fsync_interval_ms = s.fsync_interval.map_or(0, |d| d.as_millis() as u64),
+        "starting"
     );
     let ctx = Arc::new(tern_mqtt::MqttContext {
         hub: hub.clone(),
@@ -276,6 +290,15 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     }
     for t in tasks {
         t.abort();
+    }
+    if let (Some(w), Some(j)) = (writer, hub.journal()) {
+        // What is still in memory stays in the store: stop recording, let
+        // the writer commit what is pending.
+        j.close();
+        let done = tokio::task::spawn_blocking(move || w.join(Duration::from_secs(10))).await;
+        if !matches!(done, Ok(true)) {
+            tracing::error!("the store did not finish its last commit in time");
+        }
     }
     Ok(())
 }

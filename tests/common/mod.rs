@@ -21,22 +21,27 @@ pub struct Tern {
     pub https: Option<SocketAddr>,
     /// Lines the server printed on stdout after the listening line.
     pub stdout: mpsc::Receiver<String>,
-    /// Temporary data directory, removed on drop.
+    /// Data directory; removed on drop when the harness created it.
     pub data_dir: std::path::PathBuf,
+    owns_dir: bool,
 }
 
 impl Tern {
     /// Starts `tern serve --mqtt 127.0.0.1:0` with `extra` flags appended.
     pub fn start(extra: &[&str]) -> Tern {
-        let data_dir = std::env::temp_dir().join(format!(
-            "tern-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let mut t = Tern::start_in(&temp_dir(), "127.0.0.1:0", extra);
+        t.owns_dir = true;
+        t
+    }
+
+    /// Starts `tern serve` on `data_dir` (kept on drop, for restarts) with
+    /// the MQTT listener on `mqtt` (`127.0.0.1:0` for any free port).
+    pub fn start_in(data_dir: &std::path::Path, mqtt: &str, extra: &[&str]) -> Tern {
+        let data_dir = data_dir.to_path_buf();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
         cmd.arg("serve")
             .arg("--mqtt")
-            .arg("127.0.0.1:0")
+            .arg(mqtt)
             .arg("--http")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -86,7 +91,24 @@ impl Tern {
             https,
             stdout: rx,
             data_dir,
+            owns_dir: false,
         }
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush anything) and
+    /// waits for it to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the server with SIGTERM (graceful shutdown) and waits.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
     }
 
     /// The MQTT port as a string, handy for command-line clients.
@@ -100,12 +122,23 @@ impl Tern {
     }
 }
 
+/// A fresh, unused directory path under the system's temporary directory.
+pub fn temp_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "tern-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ))
+}
+
 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Drop for Tern {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }

@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use crate::index::{Subscriber, SubscriptionIndex};
+use crate::journal::{EntryRecord, Journal, SessionRecord, StoreOp, StoredRef};
 use crate::message::{Delivery, Message, Qos};
 use crate::retained::RetainedStore;
-use crate::session::{ConnLink, KickReason, QueueFullPolicy, SessionHandle, SubOptions};
+use crate::session::{
+    ConnLink, KickReason, OutState, QueueFullPolicy, SessionHandle, SessionState, SubOptions,
+};
 use crate::stats::Stats;
 use crate::topic::{self, TopicError, TopicLimits};
 
@@ -118,6 +121,9 @@ pub struct Published {
     /// A connected session whose queue passed the back-pressure mark with
     /// this QoS 1/2 message: the publisher should pause until it drains.
     pub congested: Option<Arc<SessionHandle>>,
+    /// Journal sequence number that must be durable before a QoS 1/2
+    /// publish is acknowledged; 0 when the publish changed nothing durable.
+    pub durable_seq: u64,
 }
 
 /// What a subscribe did.
@@ -149,11 +155,48 @@ pub struct Hub {
     /// Counters for metrics and `$SYS`.
     pub stats: Stats,
     started: Instant,
+    /// Where durable changes go; `None` keeps everything in memory.
+    journal: Option<Arc<Journal>>,
+}
+
+/// State read back from a durable store at start-up.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub sessions: Vec<RecoveredSession>,
+    /// Retained messages (each with its channel in `topic`).
+    pub retained: Vec<Message>,
+}
+
+/// One persistent session as stored.
+#[derive(Debug)]
+pub struct RecoveredSession {
+    pub record: SessionRecord,
+    /// Its queue entries in order, each with its message (one `Arc` per
+    /// stored message, shared by every entry that refers to it).
+    pub entries: Vec<(EntryRecord, Arc<Message>)>,
+    /// Inbound QoS 2 packet ids received and not yet released.
+    pub incoming: Vec<u16>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Hub {
     /// A hub with `config` and no state.
     pub fn new(config: HubConfig) -> Arc<Hub> {
+        Hub::build(config, None)
+    }
+
+    /// A hub that records its durable changes in `journal`.
+    pub fn with_journal(config: HubConfig, journal: Arc<Journal>) -> Arc<Hub> {
+        Hub::build(config, Some(journal))
+    }
+
+    fn build(config: HubConfig, journal: Option<Arc<Journal>>) -> Arc<Hub> {
         Arc::new(Hub {
             config,
             sessions: Mutex::new(HashMap::new()),
@@ -163,7 +206,110 @@ impl Hub {
             next_id: AtomicU64::new(1),
             stats: Stats::default(),
             started: Instant::now(),
+            journal,
         })
+    }
+
+    /// The journal durable changes go to, if the hub has a store.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
+    }
+
+    /// The record of a persistent session, as it is now.
+    fn session_record(
+        session: &SessionHandle,
+        st: &SessionState,
+        disconnected_at_ms: Option<u64>,
+    ) -> SessionRecord {
+        let mut subscriptions: Vec<(String, SubOptions)> = st
+            .subscriptions
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
+        SessionRecord {
+            sid: session.id,
+            client_id: session.client_id.to_string(),
+            expiry_secs: st.expiry_secs,
+            disconnected_at_ms,
+            subscriptions,
+        }
+    }
+
+    /// Writes the session's record (after a change of subscriptions,
+    /// connection or expiry) if it is persistent.
+    fn save_session(&self, session: &SessionHandle, st: &mut SessionState) {
+        if st.journal.is_none() {
+            return;
+        }
+        let at = if st.owner.is_some() {
+            None
+        } else {
+            Some(unix_ms())
+        };
+        let rec = Hub::session_record(session, st, at);
+        if let Some(j) = &st.journal {
+            st.last_op = st.last_op.max(j.push(StoreOp::PutSession(rec)));
+        }
+    }
+
+    /// Makes a session persistent or not, following its expiry: a
+    /// session with expiry 0 lives only as long as its connection, so it
+    /// has no place in the store.
+    fn set_persistence(&self, session: &SessionHandle, st: &mut SessionState) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let want = st.expiry_secs > 0;
+        match (want, st.journal.is_some()) {
+            (true, true) => self.save_session(session, st),
+            (true, false) => {
+                // Newly persistent: write everything it holds.
+                st.journal = Some(journal.clone());
+                st.sid = session.id;
+                self.save_session(session, st);
+                for pid in st.incoming_qos2.clone() {
+                    let seq = journal.push(StoreOp::PutIncoming {
+                        sid: session.id,
+                        packet_id: pid,
+                    });
+                    st.last_op = st.last_op.max(seq);
+                }
+                let mut queue = std::mem::take(&mut st.queue);
+                for d in queue.iter_mut() {
+                    if d.qos > 0 {
+                        self.stored_seq(&d.msg, journal);
+                        d.qkey = journal.next_key();
+                        st.store_entry(d, None);
+                    }
+                }
+                st.queue = queue;
+            }
+            (false, true) => {
+                let seq = journal.push(StoreOp::DeleteSession { sid: st.sid });
+                st.last_op = st.last_op.max(seq);
+                st.journal = None;
+                for d in st.queue.iter_mut() {
+                    d.qkey = 0;
+                }
+            }
+            (false, false) => {}
+        }
+    }
+
+    /// The message's store sequence number, writing its record the first
+    /// time a persistent session needs it.
+    fn stored_seq(&self, msg: &Arc<Message>, journal: &Arc<Journal>) -> u64 {
+        msg.stored
+            .get_or_init(|| {
+                let seq = journal.next_key();
+                journal.push(StoreOp::PutMessage {
+                    seq,
+                    msg: msg.clone(),
+                });
+                Arc::new(StoredRef::new(seq, journal.clone()))
+            })
+            .seq()
     }
 
     /// The configuration it runs with.
@@ -234,6 +380,7 @@ impl Hub {
         if session_present {
             st.prepare_resume();
         }
+        self.set_persistence(&session, &mut st);
         drop(st);
         session.set_connected(true);
         Ok(Attached {
@@ -275,6 +422,10 @@ impl Hub {
         }
         st.owner = None;
         st.expiry_secs = expiry_secs;
+        if expiry_secs > 0 {
+            // Expiry counts from now, across restarts too.
+            self.set_persistence(session, &mut st);
+        }
         session.set_connected(false);
         // Publishers paused on this session stop waiting for it.
         session.drained.notify_waiters();
@@ -342,6 +493,9 @@ impl Hub {
         let (subs, will) = {
             let mut st = session.state.lock();
             let subs: Vec<String> = st.subscriptions.drain().map(|(k, _)| k).collect();
+            if let Some(j) = st.journal.take() {
+                j.push(StoreOp::DeleteSession { sid: st.sid });
+            }
             st.queue.clear();
             (subs, st.pending_will.take())
         };
@@ -421,6 +575,7 @@ impl Hub {
             return Err(SubscribeError::TooManySubscriptions);
         }
         st.subscriptions.insert(raw_filter.to_owned(), opts);
+        self.save_session(session, &mut st);
         drop(st);
         idx.insert(
             parsed.filter,
@@ -445,12 +600,14 @@ impl Hub {
             return false;
         };
         let mut idx = self.index.write();
-        let had = session
-            .state
-            .lock()
-            .subscriptions
-            .remove(raw_filter)
-            .is_some();
+        let had = {
+            let mut st = session.state.lock();
+            let had = st.subscriptions.remove(raw_filter).is_some();
+            if had {
+                self.save_session(session, &mut st);
+            }
+            had
+        };
         if had {
             idx.remove(parsed.filter, parsed.share_group, session.id);
             self.stats
@@ -482,6 +639,7 @@ impl Hub {
                     qos,
                     retain: true,
                     sub_ids: opts.sub_id.into_iter().collect(),
+                    qkey: 0,
                 },
             );
         }
@@ -509,16 +667,24 @@ impl Hub {
         topic::validate_name(&msg.topic, &self.config.topic)?;
         let msg = Arc::new(msg);
         let mut retained_refused = false;
+        let mut durable_seq = 0;
         if msg.retain {
             let mut r = self.retained.write();
             if msg.payload.is_empty() {
-                r.remove(&msg.topic);
+                if r.remove(&msg.topic)
+                    && let Some(j) = &self.journal
+                {
+                    durable_seq = j.push(StoreOp::DeleteRetained {
+                        topic: msg.topic.clone(),
+                    });
+                }
+            } else if r.len() >= self.config.retained_max && !r.contains(&msg.topic) {
+                retained_refused = true;
+                self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
             } else {
-                if r.len() >= self.config.retained_max && !r.contains(&msg.topic) {
-                    retained_refused = true;
-                    self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    r.insert(msg.clone());
+                r.insert(msg.clone());
+                if let Some(j) = &self.journal {
+                    durable_seq = j.push(StoreOp::PutRetained { msg: msg.clone() });
                 }
             }
             self.stats.retained.store(r.len() as u64, Ordering::Relaxed);
@@ -533,7 +699,10 @@ impl Hub {
             let r = self.route(&msg, &mut matched, retained_refused);
             matched.clear();
             cell.replace(matched);
-            r
+            r.map(|mut p| {
+                p.durable_seq = p.durable_seq.max(durable_seq);
+                p
+            })
         })
     }
 
@@ -548,6 +717,7 @@ impl Hub {
                 queued: 0,
                 retained_refused,
                 congested: None,
+                durable_seq: 0,
             });
         }
         if !self.config.overlap_deliver_each && matched.len() > 1 {
@@ -555,6 +725,7 @@ impl Hub {
         }
         let mut queued = 0;
         let mut congested = None;
+        let mut durable_seq = 0;
         let mut i = 0;
         while i < matched.len() {
             let sub = &matched[i];
@@ -585,6 +756,7 @@ impl Hub {
                             qos,
                             retain,
                             sub_ids: s.opts.sub_id.into_iter().collect(),
+                            qkey: 0,
                         })
                     }
                     Some(d) => {
@@ -595,9 +767,11 @@ impl Hub {
                 }
             }
             if let Some(d) = delivery {
-                if self.enqueue(&sub.session, d) && congested.is_none() {
+                let (c, seq) = self.enqueue_stored(&sub.session, d);
+                if c && congested.is_none() {
                     congested = Some(sub.session.clone());
                 }
+                durable_seq = durable_seq.max(seq);
                 queued += 1;
             }
             i = j;
@@ -606,6 +780,7 @@ impl Hub {
             queued,
             retained_refused,
             congested,
+            durable_seq,
         })
     }
 
@@ -614,11 +789,17 @@ impl Hub {
     /// Returns true when a connected session's queue is at or past the
     /// back-pressure mark after a QoS 1/2 message.
     fn enqueue(&self, session: &SessionHandle, d: Delivery) -> bool {
+        self.enqueue_stored(session, d).0
+    }
+
+    /// [`enqueue`](Self::enqueue), also returning the journal sequence
+    /// number of the stored entry (0 if not stored).
+    fn enqueue_stored(&self, session: &SessionHandle, mut d: Delivery) -> (bool, u64) {
         let mut st = session.state.lock();
         if st.owner.is_none() && d.qos == 0 {
             // QoS 0 is not kept for offline sessions.
             self.stats.dropped_offline.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return (false, 0);
         }
         let mark = self.config.backpressure_queue_messages;
         if st.slow_consumer && st.queue.len() < mark / 2 {
@@ -634,26 +815,139 @@ impl Hub {
                 .dropped_queue_full
                 .fetch_add(1, Ordering::Relaxed);
             if d.qos == 0 {
-                return false;
+                return (false, 0);
             }
             match self.config.queue_full_policy {
-                QueueFullPolicy::DropOldest => {
-                    st.queue.pop_front();
-                }
-                QueueFullPolicy::DropNew => return congested,
+                QueueFullPolicy::DropOldest => st.drop_oldest(),
+                QueueFullPolicy::DropNew => return (congested, 0),
                 QueueFullPolicy::Disconnect => {
                     if let Some(o) = &st.owner {
                         o.kick(KickReason::QueueFull);
                     }
-                    return false;
+                    return (false, 0);
                 }
             }
+        }
+        let mut seq = 0;
+        if d.qos > 0
+            && let Some(j) = st.journal.clone()
+        {
+            self.stored_seq(&d.msg, &j);
+            d.qkey = j.next_key();
+            st.store_entry(&d, None);
+            seq = st.last_op;
         }
         st.queue.push_back(d);
         if let Some(o) = &st.owner {
             o.wake();
         }
-        congested
+        (congested, seq)
+    }
+
+    /// Rebuilds the state read back from the store at start-up (before
+    /// any connection): persistent sessions with their subscriptions,
+    /// queues, in-flight and inbound QoS 2 state, expiry counting from
+    /// when they were last disconnected; and retained messages. Sessions
+    /// that expired while the server was down are removed from the store.
+    pub fn restore(&self, rec: Recovered, now: Instant) {
+        let Some(journal) = self.journal.clone() else {
+            return;
+        };
+        let now_ms = unix_ms();
+        let mut max_id = 0;
+        {
+            let mut r = self.retained.write();
+            for m in rec.retained {
+                r.insert(Arc::new(m));
+            }
+            self.stats.retained.store(r.len() as u64, Ordering::Relaxed);
+        }
+        for rs in rec.sessions {
+            let SessionRecord {
+                sid,
+                client_id,
+                expiry_secs,
+                disconnected_at_ms,
+                subscriptions,
+            } = rs.record;
+            max_id = max_id.max(sid);
+            let left_ms = match (expiry_secs, disconnected_at_ms) {
+                (EXPIRY_NEVER, _) => None,
+                (e, Some(at)) => {
+                    let end = at.saturating_add(u64::from(e) * 1000);
+                    Some(end.saturating_sub(now_ms))
+                }
+                // Connected when the server stopped: it left then, as far
+                // as anyone can tell; count from now.
+                (e, None) => Some(u64::from(e) * 1000),
+            };
+            if left_ms == Some(0) || expiry_secs == 0 {
+                journal.push(StoreOp::DeleteSession { sid });
+                self.stats.sessions_expired.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let session = Arc::new(SessionHandle::new(
+                sid,
+                client_id.as_str().into(),
+                expiry_secs,
+            ));
+            {
+                let mut st = session.state.lock();
+                st.journal = Some(journal.clone());
+                st.sid = sid;
+                st.incoming_qos2.extend(rs.incoming);
+                for (e, msg) in rs.entries {
+                    let d = Delivery {
+                        msg,
+                        qos: e.qos,
+                        retain: e.retain,
+                        sub_ids: e.sub_ids,
+                        qkey: e.qkey,
+                    };
+                    match e.inflight {
+                        Some((pid, state @ (OutState::AwaitRec | OutState::AwaitComp))) => {
+                            st.restore_inflight(pid, d, state)
+                        }
+                        _ => st.queue.push_back(d),
+                    }
+                }
+                let mut idx = self.index.write();
+                for (raw, opts) in subscriptions {
+                    if let Ok(p) = topic::parse_filter(&raw, &self.config.topic) {
+                        idx.insert(
+                            p.filter,
+                            p.share_group,
+                            Subscriber {
+                                session: session.clone(),
+                                opts,
+                            },
+                        );
+                        st.subscriptions.insert(raw, opts);
+                    }
+                }
+                self.stats
+                    .subscriptions
+                    .store(idx.len() as u64, Ordering::Relaxed);
+                drop(idx);
+                // Record when it left, so expiry keeps counting.
+                let at = disconnected_at_ms.unwrap_or(now_ms);
+                let record = Hub::session_record(&session, &st, Some(at));
+                journal.push(StoreOp::PutSession(record));
+                if let Some(ms) = left_ms {
+                    let seq = self.next_id();
+                    self.timers.lock().insert(
+                        (now + Duration::from_millis(ms), seq),
+                        TimerEvent::Expire(session.clone(), st.generation),
+                    );
+                }
+            }
+            let mut sessions = self.sessions.lock();
+            sessions.insert(session.client_id.clone(), session);
+            self.stats
+                .sessions
+                .store(sessions.len() as u64, Ordering::Relaxed);
+        }
+        self.next_id.fetch_max(max_id + 1, Ordering::Relaxed);
     }
 
     /// The queue length of `session` (for back-pressure checks).

@@ -17,26 +17,27 @@
 //! - `hub`: [`Hub`]: connect/disconnect, subscribe, publish, retained
 //!   messages, wills, expiry timers (driven by [`Hub::tick`]).
 //! - `stats`: counters for metrics and `$SYS`.
-//! - `store`: the [`Store`] seam for durable backends.
+//! - `journal`: the ordered stream of durable changes an engine commits,
+//!   and the durability watermark adapters wait on.
 
 pub mod hub;
 pub mod index;
+pub mod journal;
 pub mod message;
 pub mod retained;
 pub mod session;
 pub mod stats;
-pub mod store;
 pub mod topic;
 
 pub use hub::{
-    Attached, ConnectError, EXPIRY_NEVER, Hub, HubConfig, PublishError, Published, SubscribeError,
-    Subscribed, Will,
+    Attached, ConnectError, EXPIRY_NEVER, Hub, HubConfig, PublishError, Published, Recovered,
+    RecoveredSession, SubscribeError, Subscribed, Will, unix_ms,
 };
+pub use journal::{EntryRecord, Journal, SessionRecord, StoreFailed, StoreOp, StoredRef};
 pub use message::{Delivery, Message, MessageProps, Qos};
 pub use session::{
-    ConnLink, KickReason, NextOutgoing, Outgoing, QueueFullPolicy, SessionHandle, SessionState,
-    SubOptions,
+    ConnLink, KickReason, NextOutgoing, OutState, Outgoing, QueueFullPolicy, SessionHandle,
+    SessionState, SubOptions,
 };
 pub use stats::Stats;
-pub use store::{MemoryStore, Store};
 pub use topic::{TopicError, TopicLimits};

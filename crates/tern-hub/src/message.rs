@@ -1,7 +1,7 @@
 //! Messages as the hub sees them: a channel, bytes and optional metadata,
 //! shared by every subscriber through one `Arc`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -53,6 +53,9 @@ pub struct Message {
     pub received_at: Instant,
     /// Lifetime from `received_at`, if the publisher set one.
     pub expiry: Option<Duration>,
+    /// Its record in the durable store, once a persistent session queued
+    /// it; the record is deleted when the last reference goes.
+    pub stored: OnceLock<Arc<crate::journal::StoredRef>>,
 }
 
 impl Message {
@@ -67,6 +70,7 @@ impl Message {
             props: None,
             received_at: Instant::now(),
             expiry: None,
+            stored: OnceLock::new(),
         }
     }
 
@@ -100,4 +104,6 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of every subscription of this session that matched.
     pub sub_ids: Vec<u32>,
+    /// Key of its stored queue entry; 0 if not stored.
+    pub qkey: u64,
 }

@@ -15,6 +15,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::journal::{EntryRecord, Journal, StoreOp};
 use crate::message::{Delivery, Qos};
 
 /// What happens when a session's queue is full and one more QoS 1/2
@@ -129,6 +130,15 @@ pub struct SessionState {
     pub slow_consumer: bool,
     /// Ids that must be resent with DUP on the next drain (session resumed).
     resend: VecDeque<u16>,
+    /// Set while the session is persistent (expiry > 0 and a durable
+    /// store): every change to its queue, in-flight and inbound QoS 2
+    /// state is also pushed to the journal.
+    pub journal: Option<Arc<Journal>>,
+    /// The session's store id (its handle's id).
+    pub sid: u64,
+    /// Journal sequence number of the last op pushed for this session: a
+    /// connection must not send what depends on it before it is durable.
+    pub last_op: u64,
 }
 
 impl SessionState {
@@ -153,7 +163,9 @@ impl SessionState {
             return NextOutgoing::Idle;
         };
         if front.msg.is_expired(now) {
-            self.queue.pop_front();
+            if let Some(d) = self.queue.pop_front() {
+                self.unstore(d.qkey);
+            }
             return NextOutgoing::Expired;
         }
         if front.qos > 0 && self.inflight.len() >= window {
@@ -175,6 +187,11 @@ impl SessionState {
         } else {
             OutState::AwaitRec
         };
+        if d.qos == 2 {
+            // The id must be durable before the PUBLISH goes out, so a
+            // restart resends it with the same id [MQTT-4.3.3].
+            self.store_entry(&d, Some((pid, state)));
+        }
         self.inflight.insert(
             pid,
             InFlight {
@@ -206,10 +223,88 @@ impl SessionState {
     }
 
     fn forget(&mut self, pid: u16) {
-        self.inflight.remove(&pid);
+        if let Some(f) = self.inflight.remove(&pid) {
+            self.unstore(f.delivery.qkey);
+        }
         if let Some(pos) = self.inflight_order.iter().position(|&p| p == pid) {
             self.inflight_order.remove(pos);
         }
+    }
+
+    /// Pushes `op` if the session is persistent.
+    fn push(&mut self, op: StoreOp) {
+        if let Some(j) = &self.journal {
+            self.last_op = self.last_op.max(j.push(op));
+        }
+    }
+
+    /// Records (or updates) the stored entry of a delivery.
+    pub(crate) fn store_entry(&mut self, d: &Delivery, inflight: Option<(u16, OutState)>) {
+        if d.qkey == 0 {
+            return;
+        }
+        let Some(msg_seq) = d.msg.stored.get().map(|r| r.seq()) else {
+            return;
+        };
+        let rec = EntryRecord {
+            sid: self.sid,
+            qkey: d.qkey,
+            msg_seq,
+            qos: d.qos,
+            retain: d.retain,
+            sub_ids: d.sub_ids.clone(),
+            inflight,
+        };
+        self.push(StoreOp::PutEntry(rec));
+    }
+
+    /// Removes a delivery's stored entry (acknowledged, dropped, expired).
+    pub(crate) fn unstore(&mut self, qkey: u64) {
+        if qkey != 0 {
+            let sid = self.sid;
+            self.push(StoreOp::DeleteEntry { sid, qkey });
+        }
+    }
+
+    /// Takes an inbound QoS 2 packet id (PUBREC to follow); false if it
+    /// was already held.
+    pub fn add_incoming(&mut self, pid: u16) -> bool {
+        if !self.incoming_qos2.insert(pid) {
+            return false;
+        }
+        let sid = self.sid;
+        self.push(StoreOp::PutIncoming {
+            sid,
+            packet_id: pid,
+        });
+        true
+    }
+
+    /// Releases an inbound QoS 2 packet id (PUBCOMP to follow); false if
+    /// it was not held.
+    pub fn remove_incoming(&mut self, pid: u16) -> bool {
+        if !self.incoming_qos2.remove(&pid) {
+            return false;
+        }
+        let sid = self.sid;
+        self.push(StoreOp::DeleteIncoming {
+            sid,
+            packet_id: pid,
+        });
+        true
+    }
+
+    /// Drops the oldest queued delivery (queue-full policy).
+    pub(crate) fn drop_oldest(&mut self) {
+        if let Some(d) = self.queue.pop_front() {
+            self.unstore(d.qkey);
+        }
+    }
+
+    /// Restores a stored in-flight delivery at recovery.
+    pub(crate) fn restore_inflight(&mut self, pid: u16, delivery: Delivery, state: OutState) {
+        self.inflight.insert(pid, InFlight { delivery, state });
+        self.inflight_order.push_back(pid);
     }
 
     /// A QoS 1 acknowledgement came back. False if the id was unknown or
@@ -231,7 +326,14 @@ impl SessionState {
         match self.inflight.get_mut(&pid) {
             Some(f) if f.state == OutState::AwaitRec || f.state == OutState::AwaitComp => {
                 if accepted {
+                    let first = f.state == OutState::AwaitRec;
                     f.state = OutState::AwaitComp;
+                    if first {
+                        // Durable before the PUBREL goes out: a restart
+                        // then resends only the release.
+                        let d = f.delivery.clone();
+                        self.store_entry(&d, Some((pid, OutState::AwaitComp)));
+                    }
                 } else {
                     self.forget(pid);
                 }
@@ -382,6 +484,7 @@ mod tests {
             qos,
             retain: false,
             sub_ids: vec![],
+            qkey: 0,
         }
     }
 

@@ -61,6 +61,12 @@ pub struct Stats {
     pub sessions_expired: AtomicU64,
     /// Will messages published.
     pub wills_published: AtomicU64,
+    /// Group commits written by the durable store.
+    pub store_commits: AtomicU64,
+    /// Changes written by the durable store.
+    pub store_ops: AtomicU64,
+    /// Store write failures (the store stops acknowledging after one).
+    pub store_errors: AtomicU64,
 }
 
 impl Stats {

@@ -40,6 +40,10 @@ pub enum CloseReason {
     TokenExpired,
     /// An AUTH re-authentication presented credentials that were refused.
     ReauthFailed,
+    /// The durable store failed: what the client sent cannot be
+    /// acknowledged (it resends after reconnecting; nothing acknowledged
+    /// is lost).
+    StoreFailed,
 }
 
 impl CloseReason {
@@ -64,6 +68,7 @@ impl CloseReason {
             // "Maximum connect time": the credentials' lifetime is over.
             CloseReason::TokenExpired => reason::MAXIMUM_CONNECT_TIME,
             CloseReason::ReauthFailed => reason::NOT_AUTHORIZED,
+            CloseReason::StoreFailed => reason::IMPLEMENTATION_SPECIFIC_ERROR,
         })
     }
 
@@ -107,6 +112,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::ShuttingDown => f.write_str("server shutting down"),
             CloseReason::TokenExpired => f.write_str("token expired"),
             CloseReason::ReauthFailed => f.write_str("re-authentication failed"),
+            CloseReason::StoreFailed => f.write_str("the durable store failed"),
         }
     }
 }

@@ -234,6 +234,10 @@ struct Conn {
     /// since when: reading from this client pauses until it drains
     /// (back-pressure), for at most `backpressure_pause_max`.
     congested: Option<(Arc<SessionHandle>, Instant)>,
+    /// Journal sequence number that must be durable before `out` is
+    /// written (acknowledgements of QoS 1/2 messages, QoS 2 packet ids and
+    /// releases, deliveries of stored messages); 0 when nothing waits.
+    durable_needed: u64,
 }
 
 impl Conn {
@@ -443,6 +447,7 @@ impl Conn {
             batch_now: Instant::now(),
             last_topic: None,
             congested: None,
+            durable_needed: 0,
         };
         if attached.session_present && !conn.unrestricted {
             // A resumed session may hold subscriptions made under other
@@ -497,6 +502,7 @@ impl Conn {
         });
         tokio::pin!(ka_timer);
         let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        let journal = self.hub.journal().cloned();
         let cred_timer =
             tokio::time::sleep_until(self.credentials_deadline().unwrap_or_else(far).into());
         tokio::pin!(cred_timer);
@@ -515,6 +521,14 @@ impl Conn {
             // Stop reading while the client does not take what we write:
             // its requests would only grow our output further.
             let can_read = self.out.len() < read_stop_bytes && self.congested.is_none();
+            // Nothing goes out before what it acknowledges is durable.
+            let durable = self.durable_needed == 0
+                || journal
+                    .as_ref()
+                    .is_none_or(|j| j.durable() >= self.durable_needed);
+            if durable {
+                self.durable_needed = 0;
+            }
             if inbuf.capacity() - inbuf.len() < READ_CHUNK_BYTES / 4 {
                 inbuf.reserve(READ_CHUNK_BYTES);
             }
@@ -543,7 +557,12 @@ impl Conn {
                     }
                     Err(e) => return CloseReason::Io(e.to_string()),
                 },
-                r = wr.write_buf(&mut self.out), if !self.out.is_empty() => match r {
+                r = wait_durable(journal.as_deref(), self.durable_needed), if !durable => {
+                    if r.is_err() {
+                        return CloseReason::StoreFailed;
+                    }
+                }
+                r = wr.write_buf(&mut self.out), if durable && !self.out.is_empty() => match r {
                     Ok(0) => return CloseReason::PeerClosed,
                     Ok(n) => {
                         Stats::add(&self.hub.stats.bytes_sent, n as u64);
@@ -622,6 +641,21 @@ impl Conn {
                 ..Disconnect::default()
             }));
         }
+        if self.durable_needed > 0 {
+            // Acknowledgements go out only once durable; if that does not
+            // come in time, the client resends them after reconnecting.
+            let ok = matches!(
+                tokio::time::timeout(
+                    CLOSE_FLUSH,
+                    wait_durable(self.hub.journal().map(|j| &**j), self.durable_needed)
+                )
+                .await,
+                Ok(Ok(()))
+            );
+            if !ok {
+                self.out.clear();
+            }
+        }
         if !matches!(why, CloseReason::Io(_)) {
             // Flush what is pending and close our side properly (for a
             // WebSocket this also answers the client's Close frame).
@@ -667,11 +701,12 @@ impl Conn {
                 Ok(())
             }
             Packet::PubRec(r) => {
-                let known = self
-                    .session
-                    .state
-                    .lock()
-                    .on_rec(r.packet_id, r.reason_code < 0x80);
+                let known = {
+                    let mut st = self.session.state.lock();
+                    let known = st.on_rec(r.packet_id, r.reason_code < 0x80);
+                    self.durable_needed = self.durable_needed.max(st.last_op);
+                    known
+                };
                 if r.reason_code < 0x80 {
                     self.write(&Packet::PubRel(PubResp {
                         packet_id: r.packet_id,
@@ -686,7 +721,14 @@ impl Conn {
                 Ok(())
             }
             Packet::PubRel(r) => {
-                let known = self.session.state.lock().incoming_qos2.remove(&r.packet_id);
+                let known = {
+                    let mut st = self.session.state.lock();
+                    let known = st.remove_incoming(r.packet_id);
+                    // The id is free only once that is durable, or a
+                    // restart would take its next use for a resend.
+                    self.durable_needed = self.durable_needed.max(st.last_op);
+                    known
+                };
                 self.write(&Packet::PubComp(PubResp {
                     packet_id: r.packet_id,
                     reason_code: if known {
@@ -768,7 +810,9 @@ impl Conn {
                 self.ack(pid, p.qos, reason::NOT_AUTHORIZED);
             } else {
                 if p.qos == QoS::ExactlyOnce {
-                    self.session.state.lock().incoming_qos2.insert(pid);
+                    let mut st = self.session.state.lock();
+                    st.add_incoming(pid);
+                    self.durable_needed = self.durable_needed.max(st.last_op);
                 }
                 self.ack(pid, p.qos, reason::SUCCESS);
             }
@@ -786,12 +830,16 @@ impl Conn {
             if st.incoming_qos2.len() >= usize::from(self.cfg.receive_maximum) && self.v5 {
                 return Err(CloseReason::ReceiveMaximumExceeded);
             }
-            st.incoming_qos2.insert(pid);
+            st.add_incoming(pid);
+            self.durable_needed = self.durable_needed.max(st.last_op);
         }
         let qos = p.qos;
         let msg = self.message_from(p);
         let code = match self.hub.publish(msg) {
             Ok(r) => {
+                if qos != QoS::AtMostOnce {
+                    self.durable_needed = self.durable_needed.max(r.durable_seq);
+                }
                 if let Some(s) = r.congested
                     && self.congested.is_none()
                 {
@@ -806,14 +854,16 @@ impl Conn {
             }
             Err(PublishError::InvalidTopic(_)) => {
                 if qos == QoS::ExactlyOnce {
-                    self.session.state.lock().incoming_qos2.remove(&pid);
+                    self.session.state.lock().remove_incoming(pid);
                 }
                 return Err(CloseReason::TopicNameInvalid);
             }
         };
         if qos == QoS::ExactlyOnce && code >= 0x80 && self.v5 {
             // A PUBREC with an error code ends the exchange: no PUBREL follows.
-            self.session.state.lock().incoming_qos2.remove(&pid);
+            let mut st = self.session.state.lock();
+            st.remove_incoming(pid);
+            self.durable_needed = self.durable_needed.max(st.last_op);
         }
         // 3.1.x has no reason codes: the message was routed, so ack it.
         self.ack(pid, qos, if self.v5 { code } else { reason::SUCCESS });
@@ -861,6 +911,7 @@ impl Conn {
             expiry: pp
                 .message_expiry_interval
                 .map(|s| Duration::from_secs(u64::from(s))),
+            stored: Default::default(),
         }
     }
 
@@ -1160,6 +1211,10 @@ impl Conn {
                 NextOutgoing::WindowFull | NextOutgoing::Idle => break,
             }
         }
+        if st.journal.is_some() {
+            // Stored deliveries, QoS 2 ids and releases go out once durable.
+            self.durable_needed = self.durable_needed.max(st.last_op);
+        }
         let low = self.hub.config().backpressure_queue_messages / 2;
         if queued_before >= low && st.queue.len() < low {
             // Publishers paused on this session may go on.
@@ -1267,6 +1322,18 @@ async fn wait_drained(
     }
 }
 
+/// Waits until journal sequence number `seq` is durable (at once without
+/// a journal).
+async fn wait_durable(
+    journal: Option<&tern_hub::Journal>,
+    seq: u64,
+) -> Result<(), tern_hub::StoreFailed> {
+    match journal {
+        Some(j) => j.wait_durable(seq).await,
+        None => Ok(()),
+    }
+}
+
 async fn write_and_close<W: AsyncWrite + Unpin>(wr: &mut W, bytes: Option<Vec<u8>>) {
     if let Some(b) = bytes {
         let _ = tokio::time::timeout(CLOSE_FLUSH, async {
@@ -1315,6 +1382,7 @@ fn build_will(w: &codec::LastWill, client_id: &str, hub: &Hub) -> Result<Will, u
             expiry: wp
                 .message_expiry_interval
                 .map(|s| Duration::from_secs(u64::from(s))),
+            stored: Default::default(),
         },
         delay_secs: wp.will_delay_interval.unwrap_or(0),
     })
