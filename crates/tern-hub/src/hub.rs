@@ -152,6 +152,11 @@ pub struct Hub {
     retained: RwLock<RetainedStore>,
     timers: Mutex<BTreeMap<(Instant, u64), TimerEvent>>,
     next_id: AtomicU64,
+    /// Last publish sequence number handed out.
+    publish_seq: AtomicU64,
+    /// Wall-clock milliseconds at `started`, to turn receive instants
+    /// into timestamps.
+    started_ms: u64,
     /// Counters for metrics and `$SYS`.
     pub stats: Stats,
     started: Instant,
@@ -204,6 +209,8 @@ impl Hub {
             retained: RwLock::new(RetainedStore::default()),
             timers: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
+            publish_seq: AtomicU64::new(0),
+            started_ms: unix_ms(),
             stats: Stats::default(),
             started: Instant::now(),
             journal,
@@ -320,6 +327,28 @@ impl Hub {
     /// When the hub was created.
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch of an instant of this
+    /// process (a message's receive time, for its timestamp).
+    pub fn wall_ms(&self, at: Instant) -> u64 {
+        if at >= self.started {
+            self.started_ms + at.duration_since(self.started).as_millis() as u64
+        } else {
+            self.started_ms
+                .saturating_sub(self.started.duration_since(at).as_millis() as u64)
+        }
+    }
+
+    /// The last publish sequence number handed out.
+    pub fn last_seq(&self) -> u64 {
+        self.publish_seq.load(Ordering::Relaxed)
+    }
+
+    /// Makes later publish sequence numbers greater than `seq` (after
+    /// reading stored messages back).
+    pub fn raise_seq(&self, seq: u64) {
+        self.publish_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// A fresh id for a connection or session.
@@ -663,8 +692,9 @@ impl Hub {
 
     /// Routes `msg` to every matching subscription and updates the
     /// retained store.
-    pub fn publish(&self, msg: Message) -> Result<Published, PublishError> {
+    pub fn publish(&self, mut msg: Message) -> Result<Published, PublishError> {
         topic::validate_name(&msg.topic, &self.config.topic)?;
+        msg.seq = self.publish_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let msg = Arc::new(msg);
         let mut retained_refused = false;
         let mut durable_seq = 0;
@@ -858,6 +888,7 @@ impl Hub {
         {
             let mut r = self.retained.write();
             for m in rec.retained {
+                self.raise_seq(m.seq);
                 r.insert(Arc::new(m));
             }
             self.stats.retained.store(r.len() as u64, Ordering::Relaxed);
@@ -897,6 +928,7 @@ impl Hub {
                 st.sid = sid;
                 st.incoming_qos2.extend(rs.incoming);
                 for (e, msg) in rs.entries {
+                    self.raise_seq(msg.seq);
                     let d = Delivery {
                         msg,
                         qos: e.qos,

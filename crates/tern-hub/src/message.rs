@@ -22,8 +22,25 @@ pub struct MessageProps {
     pub response_topic: Option<String>,
     /// Opaque bytes tying a response to its request.
     pub correlation_data: Option<Bytes>,
-    /// Ordered name/value headers.
+    /// Ordered name/value headers (MQTT 5 user properties; `extras.headers`
+    /// of a realtime message).
     pub user_properties: Vec<(String, String)>,
+    /// Event name of a realtime message.
+    pub name: Option<String>,
+    /// Transforms still applied to the payload, as a realtime publisher
+    /// declared them (`json`, `utf-8/cipher+aes-128-cbc`, ...); the server
+    /// never undoes them. `base64` is undone on receipt (the payload is
+    /// then bytes, `payload_format` 0).
+    pub encoding: Option<String>,
+    /// Message id given by the publisher (idempotent publishing).
+    pub id: Option<String>,
+    /// The realtime `extras` object without `headers`, as JSON text.
+    pub extras: Option<String>,
+    /// The publisher's identified client id (a realtime clientId, or an
+    /// MQTT client id bound by its token).
+    pub client_id: Option<String>,
+    /// The publisher's realtime connection id.
+    pub connection_id: Option<String>,
 }
 
 impl MessageProps {
@@ -56,6 +73,11 @@ pub struct Message {
     /// Its record in the durable store, once a persistent session queued
     /// it; the record is deleted when the last reference goes.
     pub stored: OnceLock<Arc<crate::journal::StoredRef>>,
+    /// Position in the hub's publish order, assigned by
+    /// [`Hub::publish`](crate::Hub::publish) (0 before): unique and
+    /// increasing across the server's life and restarts; the basis of
+    /// channel serials and history order.
+    pub seq: u64,
 }
 
 impl Message {
@@ -71,6 +93,7 @@ impl Message {
             received_at: Instant::now(),
             expiry: None,
             stored: OnceLock::new(),
+            seq: 0,
         }
     }
 

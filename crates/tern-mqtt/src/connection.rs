@@ -891,6 +891,7 @@ impl Conn {
             response_topic: pp.response_topic,
             correlation_data: pp.correlation_data,
             user_properties: pp.user_properties,
+            ..MessageProps::default()
         };
         let topic = match &self.last_topic {
             Some(t) if **t == *p.topic => t.clone(),
@@ -912,6 +913,7 @@ impl Conn {
                 .message_expiry_interval
                 .map(|s| Duration::from_secs(u64::from(s))),
             stored: Default::default(),
+            seq: 0,
         }
     }
 
@@ -1369,6 +1371,7 @@ fn build_will(w: &codec::LastWill, client_id: &str, hub: &Hub) -> Result<Will, u
         response_topic: wp.response_topic.clone(),
         correlation_data: wp.correlation_data.clone(),
         user_properties: wp.user_properties.clone(),
+        ..MessageProps::default()
     };
     Ok(Will {
         msg: Message {
@@ -1383,6 +1386,7 @@ fn build_will(w: &codec::LastWill, client_id: &str, hub: &Hub) -> Result<Will, u
                 .message_expiry_interval
                 .map(|s| Duration::from_secs(u64::from(s))),
             stored: Default::default(),
+            seq: 0,
         },
         delay_secs: wp.will_delay_interval.unwrap_or(0),
     })

@@ -179,6 +179,7 @@ pub fn encode_message(m: &Message, now: Instant, now_ms: u64) -> Vec<u8> {
     }
     w.u8(flags);
     w.u8(m.qos);
+    w.u64(m.seq);
     w.u64(now_ms.saturating_sub(age));
     if let Some(e) = m.expiry {
         w.u64(e.as_millis() as u64);
@@ -198,6 +199,16 @@ pub fn encode_message(m: &Message, now: Instant, now_ms: u64) -> Vec<u8> {
             w.bytes(k.as_bytes());
             w.bytes(v.as_bytes());
         }
+        for f in [
+            &p.name,
+            &p.encoding,
+            &p.id,
+            &p.extras,
+            &p.client_id,
+            &p.connection_id,
+        ] {
+            w.opt_bytes(f.as_deref().map(str::as_bytes));
+        }
     }
     w.0
 }
@@ -212,6 +223,7 @@ pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Co
     if qos > 2 {
         return Err(r.err("bad QoS"));
     }
+    let seq = r.u64()?;
     let received_ms = r.u64()?;
     let expiry = if flags & M_EXPIRY != 0 {
         Some(Duration::from_millis(r.u64()?))
@@ -241,6 +253,12 @@ pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Co
             response_topic,
             correlation_data,
             user_properties,
+            name: r.opt_string()?,
+            encoding: r.opt_string()?,
+            id: r.opt_string()?,
+            extras: r.opt_string()?,
+            client_id: r.opt_string()?,
+            connection_id: r.opt_string()?,
         }))
     } else {
         None
@@ -256,6 +274,7 @@ pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Co
         received_at: now.checked_sub(age).unwrap_or(now),
         expiry,
         stored: OnceLock::new(),
+        seq,
     })
 }
 
@@ -423,9 +442,15 @@ mod tests {
                     Box::new(MessageProps {
                         payload_format: pf,
                         content_type: ct.clone(),
-                        response_topic: ct,
+                        response_topic: ct.clone(),
                         correlation_data: cd.map(Bytes::from),
                         user_properties: up,
+                        name: ct.clone(),
+                        encoding: ct.clone().map(|c| c + "/json"),
+                        id: ct.clone().map(|c| c + ":0"),
+                        extras: ct.clone().map(|c| format!("{{\"ref\":\"{c}\"}}")),
+                        client_id: ct.clone(),
+                        connection_id: ct,
                     })
                 });
                 m
@@ -445,6 +470,7 @@ mod tests {
             prop_assert_eq!(&d.origin, &m.origin);
             prop_assert_eq!(&d.props, &m.props);
             prop_assert_eq!(d.expiry, m.expiry);
+            prop_assert_eq!(d.seq, m.seq);
             // Every strict prefix is refused, never a panic.
             for n in 0..b.len() {
                 prop_assert!(decode_message(&b[..n], now, 1_000_000).is_err());
