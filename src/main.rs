@@ -243,10 +243,12 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             stopped(),
         )));
     }
+    let realtime = tern_realtime::Realtime::new(ctx.clone(), Default::default());
     let http_state = Arc::new(tern_http::HttpState {
         mqtt: ctx.clone(),
         secure: false,
         loopback: s.http.ip().is_loopback(),
+        realtime: realtime.clone(),
     });
     let http_limits = tern_http::HttpLimits {
         header_read_timeout: s.mqtt_cfg.connect_timeout,
@@ -265,6 +267,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             mqtt: ctx.clone(),
             secure: true,
             loopback,
+            realtime: realtime.clone(),
         });
         let stop = stopped();
         tasks.push(tokio::spawn(async move {

@@ -11,6 +11,7 @@
 //! - `tokens`: `requestToken` and `time`, with Ably-style error bodies.
 
 mod deadline;
+mod realtime;
 mod tls;
 mod tokens;
 mod ws;
@@ -34,12 +35,15 @@ pub struct HttpState {
     pub secure: bool,
     /// The listener is on a loopback address.
     pub loopback: bool,
+    /// The Ably-compatible realtime protocol, served at `/`.
+    pub realtime: Arc<tern_realtime::Realtime>,
 }
 
 /// The router for one HTTP listener.
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/mqtt", get(ws::mqtt_over_websocket))
+        .route("/", get(realtime::realtime_over_websocket))
         .route("/time", get(tokens::time))
         .route(
             "/keys/{key_name}/requestToken",

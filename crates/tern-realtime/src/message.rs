@@ -654,7 +654,7 @@ impl<'de> Deserialize<'de> for Extras {
 
 /// The hub channel of a channel string: any `[?...]` qualifier prefix
 /// removed; refused (40010) unless it is a valid MQTT topic name (no `+`,
-/// `#`, NUL, not empty). Length and depth limits are checked by
+/// `#`, NUL, not empty) and does not start with `$share/`. Length and depth limits are checked by
 /// `Hub::publish`/`Hub::subscribe`.
 pub fn channel_name(raw: &str) -> Result<&str, ErrorInfo> {
     let name = match raw.strip_prefix("[?") {
@@ -671,6 +671,10 @@ pub fn channel_name(raw: &str) -> Result<&str, ErrorInfo> {
         return Err(ErrorInfo::invalid_channel(
             "it must not contain '+', '#' or NUL",
         ));
+    }
+    if name.starts_with("$share/") {
+        // The hub would take it for an MQTT shared subscription.
+        return Err(ErrorInfo::invalid_channel("it must not start with $share/"));
     }
     Ok(name)
 }

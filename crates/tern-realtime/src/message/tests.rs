@@ -238,7 +238,7 @@ fn channel_names() {
     assert_eq!(channel_name("room:1").unwrap(), "room:1");
     assert_eq!(channel_name("[?rewind=1]room").unwrap(), "room");
     assert_eq!(channel_name("a/b").unwrap(), "a/b");
-    for bad in ["", "a/+", "a/#", "a\0b", "[?rewind=1]", "[?x"] {
+    for bad in ["", "a/+", "a/#", "a\0b", "[?rewind=1]", "[?x", "$share/g/t"] {
         let e = channel_name(bad).unwrap_err();
         assert_eq!((e.code, e.status_code), (40010, 400), "{bad:?}");
     }
