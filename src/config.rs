@@ -101,6 +101,24 @@ pub struct ServeOptions {
     #[arg(skip)]
     pub deny: Option<Vec<tern_auth::DenyConfig>>,
 
+    /// Keep channel history: `CHANNELS=MESSAGES/AGE_SECS`, repeatable
+    /// (env: comma-separated), first match wins. CHANNELS is `*`, an
+    /// Ably-style namespace `chat:*`, or an MQTT filter (`sensors/#`).
+    /// Example: `--history 'chat:*=1000/86400'` [default: none].
+    #[arg(
+        long = "history",
+        env = "TERN_HISTORY",
+        value_delimiter = ',',
+        value_name = "CHANNELS=MESSAGES/AGE_SECS"
+    )]
+    #[serde(skip)]
+    pub cli_history: Vec<String>,
+
+    /// `[[history]]` entries of the config file: `channels`, `messages`,
+    /// `age_secs`.
+    #[arg(skip)]
+    pub history: Option<Vec<HistoryConfig>>,
+
     /// Capability of anonymous clients, as capability JSON [default: {"*":["*"]}].
     #[arg(long, env = "TERN_ANONYMOUS_CAPABILITY", value_name = "JSON")]
     pub anonymous_capability: Option<String>,
@@ -217,6 +235,7 @@ macro_rules! layer {
         ServeOptions {
             config: $hi.config.clone(),
             cli_keys: $hi.cli_keys.clone(),
+            cli_history: $hi.cli_history.clone(),
             $($f: $hi.$f.clone().or($lo.$f.clone())),*
         }
     };
@@ -242,6 +261,7 @@ impl ServeOptions {
             allow_anonymous,
             keys,
             deny,
+            history,
             anonymous_capability,
             key_login_plain,
             login_failures_max,
@@ -306,6 +326,56 @@ pub struct Settings {
     pub mqtt_cfg: MqttConfig,
 }
 
+/// One `[[history]]` entry of the config file.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// `*`, `ns:*` or an MQTT filter.
+    pub channels: String,
+    /// Most messages kept per channel.
+    pub messages: u32,
+    /// Oldest message kept, seconds.
+    pub age_secs: u64,
+}
+
+impl HistoryConfig {
+    fn rule(&self) -> anyhow::Result<tern_hub::HistoryRule> {
+        if self.channels != "*"
+            && !self.channels.ends_with(":*")
+            && tern_hub::topic::validate_filter(&self.channels, &TopicLimits::default()).is_err()
+        {
+            bail!(
+                "history channels {:?}: expected *, ns:* or an MQTT filter",
+                self.channels
+            );
+        }
+        if self.messages == 0 || self.age_secs == 0 {
+            bail!(
+                "history for {:?}: messages and age_secs must be above 0",
+                self.channels
+            );
+        }
+        Ok(tern_hub::HistoryRule {
+            channels: self.channels.clone(),
+            messages: self.messages,
+            age: Duration::from_secs(self.age_secs),
+        })
+    }
+
+    /// Parses `CHANNELS=MESSAGES/AGE_SECS`.
+    fn parse(s: &str) -> anyhow::Result<HistoryConfig> {
+        let parsed = s.rsplit_once('=').and_then(|(c, rest)| {
+            let (m, a) = rest.split_once('/')?;
+            Some(HistoryConfig {
+                channels: c.to_owned(),
+                messages: m.trim().parse().ok()?,
+                age_secs: a.trim().parse().ok()?,
+            })
+        });
+        parsed.with_context(|| format!("--history {s}: expected CHANNELS=MESSAGES/AGE_SECS"))
+    }
+}
+
 fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs()
@@ -339,6 +409,15 @@ impl Settings {
             }
         };
         let mqtt = parse_addr(o.mqtt.as_deref().unwrap_or("127.0.0.1:1883"), "mqtt")?;
+        // Flags first (they are the most specific), then the file's rules.
+        let mut history = Vec::new();
+        for h in &o.cli_history {
+            history.push(HistoryConfig::parse(h)?.rule()?);
+        }
+        for h in o.history.iter().flatten() {
+            history.push(h.rule()?);
+        }
+        let history_rules = tern_hub::HistoryRules { rules: history };
         let mut keys = o.keys.clone().unwrap_or_default();
         keys.extend(o.cli_keys.iter().map(|k| tern_auth::KeyConfig {
             key: k.clone(),
@@ -419,6 +498,7 @@ impl Settings {
                 backpressure_queue_messages: o
                     .backpressure_queue_messages
                     .unwrap_or(o.session_queue_max.unwrap_or(hub_d.session_queue_max) / 2),
+                history: history_rules,
             },
             mqtt_cfg: MqttConfig {
                 packet_bytes_max: o.packet_bytes_max.unwrap_or(mqtt_d.packet_bytes_max),
@@ -547,5 +627,30 @@ mod tests {
             ..ServeOptions::default()
         };
         assert!(Settings::resolve(&cli).is_err());
+    }
+
+    #[test]
+    fn history_rules_from_flags_and_file() {
+        let file: ServeOptions =
+            toml::from_str("[[history]]\nchannels = \"sensors/#\"\nmessages = 10\nage_secs = 60\n")
+                .unwrap();
+        let cli = ServeOptions {
+            cli_history: vec!["chat:*=1000/86400".into()],
+            ..ServeOptions::default()
+        };
+        let o = cli.over(&file);
+        let s = Settings::resolve(&o).unwrap();
+        let r = &s.hub.history;
+        assert_eq!(r.rules.len(), 2);
+        assert_eq!(r.for_channel("chat:x").map(|r| r.messages), Some(1000));
+        assert_eq!(r.for_channel("sensors/1").map(|r| r.messages), Some(10));
+        assert!(r.for_channel("other").is_none());
+        for bad in ["chat:*", "chat:*=0/10", "a/#/b=1/1", "x=1"] {
+            let cli = ServeOptions {
+                cli_history: vec![bad.into()],
+                ..ServeOptions::default()
+            };
+            assert!(Settings::resolve(&cli).is_err(), "{bad}");
+        }
     }
 }

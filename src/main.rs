@@ -125,9 +125,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(s: Settings) -> anyhow::Result<()> {
     let (hub, writer) = if s.persist {
-        let (store, journal, recovered) = tern_store::open(&s.data_dir)?;
+        let (store, journal, recovered) = tern_store::open(&s.data_dir, s.hub.history.clone())?;
         let hub = Hub::with_journal(s.hub.clone(), journal.clone());
         hub.restore(recovered, Instant::now());
+        hub.set_history_store(Arc::new(store.history_reader()));
         let sync = match s.fsync_interval {
             None => tern_store::Sync::EveryCommit,
             Some(d) => tern_store::Sync::Interval(d),

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::history::{HistoryRules, HistoryStore};
 use crate::index::{Subscriber, SubscriptionIndex};
-use crate::journal::{EntryRecord, Journal, SessionRecord, StoreOp, StoredRef};
+use crate::journal::{EntryRecord, Journal, SessionRecord, StoreOp, Stored};
 use crate::message::{Delivery, Message, Qos};
 use crate::retained::RetainedStore;
 use crate::session::{
@@ -52,6 +53,8 @@ pub struct HubConfig {
     /// `publish` for QoS 1/2 messages, so the publisher's adapter can slow
     /// down (back-pressure) before the queue overflows; 0 turns it off.
     pub backpressure_queue_messages: usize,
+    /// Channels that keep history, and how much (needs a store).
+    pub history: HistoryRules,
 }
 
 impl Default for HubConfig {
@@ -65,6 +68,7 @@ impl Default for HubConfig {
             sessions_max: 1_000_000,
             overlap_deliver_each: false,
             backpressure_queue_messages: 500,
+            history: HistoryRules::default(),
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct Hub {
     started: Instant,
     /// Where durable changes go; `None` keeps everything in memory.
     journal: Option<Arc<Journal>>,
+    /// Where channel history is read from.
+    history: std::sync::OnceLock<Arc<dyn HistoryStore>>,
 }
 
 /// State read back from a durable store at start-up.
@@ -170,6 +176,8 @@ pub struct Recovered {
     pub sessions: Vec<RecoveredSession>,
     /// Retained messages (each with its channel in `topic`).
     pub retained: Vec<Message>,
+    /// Highest publish sequence number found (later ones continue above).
+    pub last_seq: u64,
 }
 
 /// One persistent session as stored.
@@ -214,7 +222,18 @@ impl Hub {
             stats: Stats::default(),
             started: Instant::now(),
             journal,
+            history: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets where channel history is read from (once, at start-up).
+    pub fn set_history_store(&self, h: Arc<dyn HistoryStore>) {
+        let _ = self.history.set(h);
+    }
+
+    /// Where channel history is read from; `None` without a store.
+    pub fn history(&self) -> Option<&Arc<dyn HistoryStore>> {
+        self.history.get()
     }
 
     /// The journal durable changes go to, if the hub has a store.
@@ -304,19 +323,13 @@ impl Hub {
         }
     }
 
-    /// The message's store sequence number, writing its record the first
-    /// time a persistent session needs it.
-    fn stored_seq(&self, msg: &Arc<Message>, journal: &Arc<Journal>) -> u64 {
-        msg.stored
-            .get_or_init(|| {
-                let seq = journal.next_key();
-                journal.push(StoreOp::PutMessage {
-                    seq,
-                    msg: msg.clone(),
-                });
-                Arc::new(StoredRef::new(seq, journal.clone()))
-            })
-            .seq()
+    /// Writes the message's record the first time a persistent session
+    /// needs it (once per message, shared by every entry).
+    fn stored_seq(&self, msg: &Arc<Message>, journal: &Arc<Journal>) {
+        msg.stored.get_or_init(|| {
+            journal.push(StoreOp::PutMessage { msg: msg.clone() });
+            Stored { history: false }
+        });
     }
 
     /// The configuration it runs with.
@@ -719,6 +732,19 @@ impl Hub {
             }
             self.stats.retained.store(r.len() as u64, Ordering::Relaxed);
         }
+        if let Some(j) = &self.journal
+            && !self.config.history.is_empty()
+            && self.config.history.for_channel(&msg.topic).is_some()
+        {
+            // Written once; the queue entries below refer to the same record.
+            let _ = msg.stored.set(Stored { history: true });
+            j.push(StoreOp::PutMessage { msg: msg.clone() });
+            durable_seq = j.push(StoreOp::PutHistory {
+                channel: msg.topic.clone(),
+                seq: msg.seq,
+                at_ms: self.wall_ms(msg.received_at),
+            });
+        }
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
         // The match list is reused across publishes on this thread: no
         // allocation per message in the steady state.
@@ -885,6 +911,7 @@ impl Hub {
         };
         let now_ms = unix_ms();
         let mut max_id = 0;
+        self.raise_seq(rec.last_seq);
         {
             let mut r = self.retained.write();
             for m in rec.retained {

@@ -12,9 +12,10 @@
 //! QoS 2 PUBREL or PUBCOMP, a QoS 2 delivery's packet id) remembers the
 //! sequence number and waits for [`Journal::wait_durable`].
 //!
-//! Messages are written once (`PutMessage`) and referenced by every queue
-//! entry that carries them; a message's record is deleted when the last
-//! in-memory reference to it goes (see [`StoredRef`]).
+//! Messages are written once (`PutMessage`, keyed by the message's publish
+//! sequence number) and referenced by every queue entry that carries them
+//! and by the channel's history index; the engine deletes a record when
+//! neither refers to it any more.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,14 +35,29 @@ pub enum StoreOp {
     /// The session ended: remove its record, queue entries and inbound
     /// QoS 2 ids.
     DeleteSession { sid: u64 },
-    /// A message referenced by at least one stored queue entry.
-    PutMessage { seq: u64, msg: Arc<Message> },
-    /// No queue entry refers to the message any more.
-    DeleteMessage { seq: u64 },
-    /// A queued (or in-flight) delivery of a persistent session.
+    /// A message referenced by a stored queue entry or history (its key is
+    /// `msg.seq`).
+    PutMessage { msg: Arc<Message> },
+    /// A new queued delivery of a persistent session.
     PutEntry(EntryRecord),
+    /// A stored delivery changed state (QoS 2 packet id and state).
+    UpdateEntry(EntryRecord),
     /// The delivery was acknowledged, dropped or expired.
-    DeleteEntry { sid: u64, qkey: u64 },
+    DeleteEntry {
+        sid: u64,
+        qkey: u64,
+        msg_seq: u64,
+        /// The message was also written to its channel's history.
+        history: bool,
+    },
+    /// The message (already `PutMessage`d) joins its channel's history,
+    /// kept within the channel rule's bounds.
+    PutHistory {
+        channel: Arc<str>,
+        seq: u64,
+        /// Receive time, ms since the Unix epoch.
+        at_ms: u64,
+    },
     /// An inbound QoS 2 packet id was received (PUBREC to be sent).
     PutIncoming { sid: u64, packet_id: u16 },
     /// An inbound QoS 2 packet id was released (PUBCOMP to be sent).
@@ -234,43 +250,30 @@ impl Journal {
     }
 }
 
-/// A message's place in the store. Held by the message itself (see
-/// [`Message::stored`]), so when the last in-memory reference to the
-/// message goes, its record is deleted.
-#[derive(Debug)]
-pub struct StoredRef {
-    seq: u64,
-    journal: Arc<Journal>,
-}
-
-impl StoredRef {
-    /// A reference to message record `seq` (at recovery, or when the hub
-    /// first stores a message).
-    pub fn new(seq: u64, journal: Arc<Journal>) -> StoredRef {
-        StoredRef { seq, journal }
-    }
-
-    /// The message's store sequence number.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-}
-
-impl Drop for StoredRef {
-    fn drop(&mut self) {
-        self.journal.push(StoreOp::DeleteMessage { seq: self.seq });
-    }
+/// Set on a message (see [`Message::stored`]) once its record was written
+/// to the store (under the key `msg.seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// It was written to its channel's history as well.
+    pub history: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn op(seq: u64) -> StoreOp {
+        StoreOp::DeleteIncoming {
+            sid: seq,
+            packet_id: 1,
+        }
+    }
+
     #[test]
     fn ops_are_numbered_in_order_and_taken_together() {
         let j = Journal::new(0);
-        let a = j.push(StoreOp::DeleteMessage { seq: 1 });
-        let b = j.push(StoreOp::DeleteMessage { seq: 2 });
+        let a = j.push(op(1));
+        let b = j.push(op(2));
         assert_eq!((a, b), (1, 2));
         let (ops, last) = j.take(Duration::ZERO);
         assert_eq!(ops.len(), 2);
@@ -281,7 +284,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_wake_on_durability_or_failure() {
         let j = Journal::new(0);
-        let s = j.push(StoreOp::DeleteMessage { seq: 1 });
+        let s = j.push(op(1));
         let j2 = j.clone();
         let w = tokio::spawn(async move { j2.wait_durable(s).await });
         tokio::task::yield_now().await;
@@ -289,7 +292,7 @@ mod tests {
         j.mark_durable(s);
         assert_eq!(w.await.unwrap(), Ok(()));
 
-        let s = j.push(StoreOp::DeleteMessage { seq: 2 });
+        let s = j.push(op(2));
         let j2 = j.clone();
         let w = tokio::spawn(async move { j2.wait_durable(s).await });
         tokio::task::yield_now().await;
@@ -298,13 +301,10 @@ mod tests {
     }
 
     #[test]
-    fn dropping_the_last_reference_deletes_the_record_unless_closed() {
+    fn nothing_is_recorded_after_close() {
         let j = Journal::new(0);
-        drop(StoredRef::new(7, j.clone()));
-        let (ops, _) = j.take(Duration::ZERO);
-        assert!(matches!(ops[..], [StoreOp::DeleteMessage { seq: 7 }]));
         j.close();
-        drop(StoredRef::new(8, j.clone()));
+        assert_eq!(j.push(op(1)), 0);
         assert!(j.take(Duration::ZERO).0.is_empty());
     }
 }

@@ -20,6 +20,7 @@
 //! - `journal`: the ordered stream of durable changes an engine commits,
 //!   and the durability watermark adapters wait on.
 
+pub mod history;
 pub mod hub;
 pub mod index;
 pub mod journal;
@@ -29,11 +30,12 @@ pub mod session;
 pub mod stats;
 pub mod topic;
 
+pub use history::{HistoryPage, HistoryQuery, HistoryRule, HistoryRules, HistoryStore};
 pub use hub::{
     Attached, ConnectError, EXPIRY_NEVER, Hub, HubConfig, PublishError, Published, Recovered,
     RecoveredSession, SubscribeError, Subscribed, Will, unix_ms,
 };
-pub use journal::{EntryRecord, Journal, SessionRecord, StoreFailed, StoreOp, StoredRef};
+pub use journal::{EntryRecord, Journal, SessionRecord, StoreFailed, StoreOp, Stored};
 pub use message::{Delivery, Message, MessageProps, Qos};
 pub use session::{
     ConnLink, KickReason, NextOutgoing, OutState, Outgoing, QueueFullPolicy, SessionHandle,

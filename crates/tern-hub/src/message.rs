@@ -72,7 +72,7 @@ pub struct Message {
     pub expiry: Option<Duration>,
     /// Its record in the durable store, once a persistent session queued
     /// it; the record is deleted when the last reference goes.
-    pub stored: OnceLock<Arc<crate::journal::StoredRef>>,
+    pub stored: OnceLock<crate::journal::Stored>,
     /// Position in the hub's publish order, assigned by
     /// [`Hub::publish`](crate::Hub::publish) (0 before): unique and
     /// increasing across the server's life and restarts; the basis of

@@ -164,7 +164,7 @@ impl SessionState {
         };
         if front.msg.is_expired(now) {
             if let Some(d) = self.queue.pop_front() {
-                self.unstore(d.qkey);
+                self.unstore(&d);
             }
             return NextOutgoing::Expired;
         }
@@ -224,7 +224,7 @@ impl SessionState {
 
     fn forget(&mut self, pid: u16) {
         if let Some(f) = self.inflight.remove(&pid) {
-            self.unstore(f.delivery.qkey);
+            self.unstore(&f.delivery);
         }
         if let Some(pos) = self.inflight_order.iter().position(|&p| p == pid) {
             self.inflight_order.remove(pos);
@@ -243,26 +243,35 @@ impl SessionState {
         if d.qkey == 0 {
             return;
         }
-        let Some(msg_seq) = d.msg.stored.get().map(|r| r.seq()) else {
+        if d.msg.stored.get().is_none() {
             return;
-        };
+        }
         let rec = EntryRecord {
             sid: self.sid,
             qkey: d.qkey,
-            msg_seq,
+            msg_seq: d.msg.seq,
             qos: d.qos,
             retain: d.retain,
             sub_ids: d.sub_ids.clone(),
             inflight,
         };
-        self.push(StoreOp::PutEntry(rec));
+        self.push(if inflight.is_some() {
+            StoreOp::UpdateEntry(rec)
+        } else {
+            StoreOp::PutEntry(rec)
+        });
     }
 
     /// Removes a delivery's stored entry (acknowledged, dropped, expired).
-    pub(crate) fn unstore(&mut self, qkey: u64) {
-        if qkey != 0 {
-            let sid = self.sid;
-            self.push(StoreOp::DeleteEntry { sid, qkey });
+    pub(crate) fn unstore(&mut self, d: &Delivery) {
+        if d.qkey != 0 {
+            let op = StoreOp::DeleteEntry {
+                sid: self.sid,
+                qkey: d.qkey,
+                msg_seq: d.msg.seq,
+                history: d.msg.stored.get().is_some_and(|s| s.history),
+            };
+            self.push(op);
         }
     }
 
@@ -297,7 +306,7 @@ impl SessionState {
     /// Drops the oldest queued delivery (queue-full policy).
     pub(crate) fn drop_oldest(&mut self) {
         if let Some(d) = self.queue.pop_front() {
-            self.unstore(d.qkey);
+            self.unstore(&d);
         }
     }
 

@@ -891,6 +891,9 @@ impl Conn {
             response_topic: pp.response_topic,
             correlation_data: pp.correlation_data,
             user_properties: pp.user_properties,
+            // The identity a token bound is the message's clientId for
+            // realtime subscribers (an unidentified client has none).
+            client_id: self.principal.client_id.clone(),
             ..MessageProps::default()
         };
         let topic = match &self.last_topic {
@@ -1242,6 +1245,13 @@ impl Conn {
                 props.response_topic = mp.response_topic.clone();
                 props.correlation_data = mp.correlation_data.clone();
                 props.user_properties = mp.user_properties.clone();
+                if let Some(name) = &mp.name {
+                    // A realtime message's event name travels as a user
+                    // property (docs/protocol-mapping.md).
+                    props
+                        .user_properties
+                        .push(("name".to_owned(), name.clone()));
+                }
             }
             // [MQTT-3.3.2-6]: forward the lifetime that is left.
             props.message_expiry_interval = msg.remaining_expiry_secs(now);

@@ -158,6 +158,13 @@ const M_RETAIN: u8 = 1;
 const M_ORIGIN: u8 = 2;
 const M_PROPS: u8 = 4;
 const M_EXPIRY: u8 = 8;
+/// The message was written to its channel's history.
+pub const M_HISTORY: u8 = 16;
+
+/// The flags byte of an encoded message, without decoding the rest.
+pub fn message_flags(b: &[u8]) -> Option<u8> {
+    (b.first() == Some(&FORMAT)).then(|| b.get(1).copied())?
+}
 
 /// Encodes a message with its receive time as wall-clock milliseconds.
 pub fn encode_message(m: &Message, now: Instant, now_ms: u64) -> Vec<u8> {
@@ -176,6 +183,9 @@ pub fn encode_message(m: &Message, now: Instant, now_ms: u64) -> Vec<u8> {
     }
     if m.expiry.is_some() {
         flags |= M_EXPIRY;
+    }
+    if m.stored.get().is_some_and(|s| s.history) {
+        flags |= M_HISTORY;
     }
     w.u8(flags);
     w.u8(m.qos);
@@ -264,6 +274,10 @@ pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Co
         None
     };
     let age = Duration::from_millis(now_ms.saturating_sub(received_ms));
+    let stored = OnceLock::new();
+    if flags & M_HISTORY != 0 {
+        let _ = stored.set(tern_hub::Stored { history: true });
+    }
     Ok(Message {
         topic: topic.into(),
         payload,
@@ -273,7 +287,7 @@ pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Co
         props,
         received_at: now.checked_sub(age).unwrap_or(now),
         expiry,
-        stored: OnceLock::new(),
+        stored,
         seq,
     })
 }

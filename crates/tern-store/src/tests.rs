@@ -11,6 +11,7 @@ use tern_hub::{
 };
 
 use super::*;
+use tern_hub::HistoryRule;
 
 struct Tmp(PathBuf);
 
@@ -39,9 +40,20 @@ struct Running {
 }
 
 fn start(dir: &Path) -> Running {
-    let (store, journal, rec) = open(dir).expect("open");
-    let hub = Hub::with_journal(HubConfig::default(), journal.clone());
+    start_with(dir, HistoryRules::default())
+}
+
+fn start_with(dir: &Path, history: HistoryRules) -> Running {
+    let (store, journal, rec) = open(dir, history.clone()).expect("open");
+    let hub = Hub::with_journal(
+        HubConfig {
+            history,
+            ..HubConfig::default()
+        },
+        journal.clone(),
+    );
     hub.restore(rec, Instant::now());
+    hub.set_history_store(Arc::new(store.history_reader()));
     let writer = store.start(journal.clone(), Some(hub.clone()), Sync::EveryCommit);
     Running {
         hub,
@@ -164,7 +176,7 @@ fn acknowledged_messages_are_gone_and_their_records_deleted() {
     // Two entries, two message records: the acknowledged one was deleted.
     let (store, _j, rec) = {
         r.stop();
-        open(&dir.0).unwrap()
+        open(&dir.0, HistoryRules::default()).unwrap()
     };
     assert_eq!(store.ks.messages.len().unwrap(), 2);
     assert_eq!(rec.sessions[0].entries.len(), 2);
@@ -182,14 +194,10 @@ fn one_message_record_serves_every_session() {
     }
     r.hub.publish(Message::new("t", "x", 1)).unwrap();
     r.stop();
-    let (store, _j, rec) = open(&dir.0).unwrap();
+    let (store, _j, rec) = open(&dir.0, HistoryRules::default()).unwrap();
     assert_eq!(store.ks.messages.len().unwrap(), 1);
     assert_eq!(store.ks.entries.len().unwrap(), 3);
-    let seqs: Vec<u64> = rec
-        .sessions
-        .iter()
-        .map(|s| s.entries[0].1.stored.get().unwrap().seq())
-        .collect();
+    let seqs: Vec<u64> = rec.sessions.iter().map(|s| s.entries[0].1.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] == w[1]));
     // And the three share one Arc in memory.
     assert!(Arc::ptr_eq(
@@ -329,7 +337,7 @@ fn expiry_counts_across_restarts() {
     assert!(!s.session_present);
     r.stop();
     // The expired session's entry and message were removed too.
-    let (store, _j, _rec) = open(&dir.0).unwrap();
+    let (store, _j, _rec) = open(&dir.0, HistoryRules::default()).unwrap();
     assert_eq!(store.ks.entries.len().unwrap(), 0);
     assert_eq!(store.ks.messages.len().unwrap(), 0);
 }
@@ -347,7 +355,7 @@ fn clean_start_and_expiry_zero_remove_the_stored_session() {
     r.hub
         .disconnect(&b.session, &b.link, None, 0, Instant::now());
     r.stop();
-    let (store, _j, rec) = open(&dir.0).unwrap();
+    let (store, _j, rec) = open(&dir.0, HistoryRules::default()).unwrap();
     assert!(rec.sessions.is_empty());
     assert_eq!(store.ks.entries.len().unwrap(), 0);
     assert_eq!(store.ks.messages.len().unwrap(), 0);
@@ -357,7 +365,7 @@ fn clean_start_and_expiry_zero_remove_the_stored_session() {
 fn a_second_process_on_the_same_directory_is_refused() {
     let dir = Tmp::new("lock");
     let r = start(&dir.0);
-    let e = open(&dir.0).unwrap_err();
+    let e = open(&dir.0, HistoryRules::default()).unwrap_err();
     assert!(matches!(e, OpenError::Locked(_)), "{e}");
     assert!(e.to_string().contains(&dir.0.display().to_string()));
     r.stop();
@@ -374,7 +382,7 @@ fn unreadable_records_are_skipped_not_fatal() {
     r.hub.publish(Message::new("t", "good", 1)).unwrap();
     r.stop();
     {
-        let (store, _j, _rec) = open(&dir.0).unwrap();
+        let (store, _j, _rec) = open(&dir.0, HistoryRules::default()).unwrap();
         store
             .ks
             .sessions
@@ -449,4 +457,171 @@ fn newest_journal(dir: &Path) -> Option<PathBuf> {
     }
     found.sort();
     found.pop().map(|(_, p)| p)
+}
+
+fn chat_rules(messages: u32) -> HistoryRules {
+    HistoryRules {
+        rules: vec![HistoryRule {
+            channels: "chat:*".into(),
+            messages,
+            age: Duration::from_secs(3600),
+        }],
+    }
+}
+
+fn query(
+    r: &Running,
+    channel: &str,
+    limit: usize,
+    forwards: bool,
+    after: Option<u64>,
+) -> (Vec<String>, Option<u64>) {
+    let page = r
+        .hub
+        .history()
+        .expect("history store")
+        .query(&HistoryQuery {
+            channel: channel.into(),
+            start_ms: None,
+            end_ms: None,
+            limit,
+            forwards,
+            after_seq: after,
+        })
+        .unwrap();
+    (
+        page.messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .collect(),
+        page.next,
+    )
+}
+
+#[test]
+fn history_keeps_the_rule_count_and_pages_both_ways() {
+    let dir = Tmp::new("history");
+    let r = start_with(&dir.0, chat_rules(5));
+    for i in 0..8 {
+        r.hub
+            .publish(Message::new("chat:a", format!("{i}"), 0))
+            .unwrap();
+    }
+    r.hub.publish(Message::new("other", "not kept", 0)).unwrap();
+    r.settle();
+    let (got, next) = query(&r, "chat:a", 3, false, None);
+    assert_eq!(got, vec!["7", "6", "5"]);
+    let (got, next) = query(&r, "chat:a", 3, false, next);
+    assert_eq!(got, vec!["4", "3"], "only 5 kept");
+    assert_eq!(next, None);
+    let (got, next) = query(&r, "chat:a", 2, true, None);
+    assert_eq!(got, vec!["3", "4"]);
+    let (got, _) = query(&r, "chat:a", 10, true, next);
+    assert_eq!(got, vec!["5", "6", "7"]);
+    assert!(query(&r, "other", 10, false, None).0.is_empty());
+    r.stop();
+    let (store, _j, _rec) = open(&dir.0, chat_rules(5)).unwrap();
+    assert_eq!(
+        store.ks.messages.len().unwrap(),
+        5,
+        "trimmed records deleted"
+    );
+    assert_eq!(store.ks.history.len().unwrap(), 5);
+}
+
+#[test]
+fn history_survives_restart_and_sequence_continues() {
+    let dir = Tmp::new("history-restart");
+    let r = start_with(&dir.0, chat_rules(100));
+    for i in 0..3 {
+        r.hub
+            .publish(Message::new("chat:a", format!("{i}"), 0))
+            .unwrap();
+    }
+    let before = r.hub.last_seq();
+    r.stop();
+    let r = start_with(&dir.0, chat_rules(100));
+    r.hub.publish(Message::new("chat:a", "3", 0)).unwrap();
+    assert!(
+        r.hub.last_seq() > before,
+        "publish sequence continues after restart"
+    );
+    r.settle();
+    assert_eq!(
+        query(&r, "chat:a", 10, true, None).0,
+        vec!["0", "1", "2", "3"]
+    );
+    r.stop();
+}
+
+#[test]
+fn a_message_in_history_and_a_queue_is_stored_once_and_kept_while_either_holds_it() {
+    let dir = Tmp::new("history-shared");
+    let r = start_with(&dir.0, chat_rules(1));
+    let a = r.hub.connect("c", false, 3600, Instant::now()).unwrap();
+    r.hub.subscribe(&a.session, "chat:a", opts(1)).unwrap();
+    r.hub.publish(Message::new("chat:a", "first", 1)).unwrap();
+    r.settle();
+    assert_eq!(
+        r.hub
+            .history()
+            .unwrap()
+            .query(&HistoryQuery {
+                channel: "chat:a".into(),
+                start_ms: None,
+                end_ms: None,
+                limit: 10,
+                forwards: true,
+                after_seq: None
+            })
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
+    // A second message pushes the first out of history (rule: 1), but the
+    // queue still holds it.
+    r.hub.publish(Message::new("chat:a", "second", 1)).unwrap();
+    r.settle();
+    assert_eq!(query(&r, "chat:a", 10, true, None).0, vec!["second"]);
+    let out = sends(&a.session);
+    assert_eq!(payloads(&out), vec!["first", "second"]);
+    // Acknowledge both: "first" is gone everywhere; "second" stays in history.
+    for o in &out {
+        if let Outgoing::Publish {
+            packet_id: Some(p), ..
+        } = o
+        {
+            assert!(a.session.state.lock().on_ack(*p));
+        }
+    }
+    r.hub
+        .disconnect(&a.session, &a.link, None, 3600, Instant::now());
+    r.stop();
+    let (store, _j, _rec) = open(&dir.0, chat_rules(1)).unwrap();
+    assert_eq!(store.ks.messages.len().unwrap(), 1);
+    assert_eq!(store.ks.entries.len().unwrap(), 0);
+}
+
+#[test]
+fn history_older_than_the_rule_age_is_dropped() {
+    let dir = Tmp::new("history-age");
+    let r = start_with(&dir.0, chat_rules(100));
+    // A message received two hours ago (the rule keeps one hour).
+    let mut old = Message::new("chat:a", "old", 0);
+    old.seq = 1;
+    let old = Arc::new(old);
+    let _ = old.stored.set(tern_hub::Stored { history: true });
+    r.journal.push(StoreOp::PutMessage { msg: old.clone() });
+    r.journal.push(StoreOp::PutHistory {
+        channel: "chat:a".into(),
+        seq: 1,
+        at_ms: unix_ms() - 7_200_000,
+    });
+    r.settle();
+    r.hub.raise_seq(1);
+    r.hub.publish(Message::new("chat:a", "new", 0)).unwrap();
+    r.settle();
+    assert_eq!(query(&r, "chat:a", 10, true, None).0, vec!["new"]);
+    r.stop();
 }
