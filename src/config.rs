@@ -224,6 +224,17 @@ pub struct ServeOptions {
     #[arg(long, env = "TERN_BACKPRESSURE_PAUSE_MAX_MS", value_name = "MS")]
     pub backpressure_pause_max_ms: Option<u64>,
 
+    /// How long a published message id is remembered per channel: a repeat
+    /// within this window is accepted and not published again (idempotent
+    /// REST publishing), seconds [default: 120].
+    #[arg(long, env = "TERN_DEDUP_WINDOW_SECS", value_name = "SECS")]
+    pub dedup_window_secs: Option<u64>,
+
+    /// Most message ids remembered for idempotent publishing (the oldest
+    /// are forgotten first) [default: 100000].
+    #[arg(long, env = "TERN_DEDUP_IDS_MAX", value_name = "N")]
+    pub dedup_ids_max: Option<usize>,
+
     /// Output bytes buffered per connection before it stops taking from its
     /// session queue [default: 65536].
     #[arg(long, env = "TERN_WRITE_BUFFER_BYTES_HIGH", value_name = "BYTES")]
@@ -285,6 +296,8 @@ impl ServeOptions {
             overlap_deliver_each,
             backpressure_queue_messages,
             backpressure_pause_max_ms,
+            dedup_window_secs,
+            dedup_ids_max,
             write_buffer_bytes_high
         )
     }
@@ -499,6 +512,10 @@ impl Settings {
                     .backpressure_queue_messages
                     .unwrap_or(o.session_queue_max.unwrap_or(hub_d.session_queue_max) / 2),
                 history: history_rules,
+                dedup_window: o
+                    .dedup_window_secs
+                    .map_or(hub_d.dedup_window, Duration::from_secs),
+                dedup_ids_max: o.dedup_ids_max.unwrap_or(hub_d.dedup_ids_max),
             },
             mqtt_cfg: MqttConfig {
                 packet_bytes_max: o.packet_bytes_max.unwrap_or(mqtt_d.packet_bytes_max),

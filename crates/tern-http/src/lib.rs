@@ -9,9 +9,14 @@
 //! - `tls`: an accept loop that completes TLS handshakes off the accept
 //!   path, for HTTPS and `wss://`.
 //! - `tokens`: `requestToken` and `time`, with Ably-style error bodies.
+//! - `rest`: the channel REST API (publish, history, presence, channel
+//!   details), JSON or MessagePack.
+//! - `sse`: Server-Sent Events on channels, with rewind and resume.
 
 mod deadline;
 mod realtime;
+pub mod rest;
+mod sse;
 mod tls;
 mod tokens;
 mod ws;
@@ -45,6 +50,20 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/mqtt", get(ws::mqtt_over_websocket))
         .route("/", get(realtime::realtime_over_websocket))
         .route("/time", get(tokens::time))
+        .route("/channels", get(rest::channels))
+        .route("/channels/{name}", get(rest::channel_details))
+        .route(
+            "/channels/{name}/messages",
+            get(rest::history)
+                .post(rest::publish)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/channels/{name}/presence", get(rest::presence))
+        .route(
+            "/channels/{name}/presence/history",
+            get(rest::presence_history),
+        )
+        .route("/sse", get(sse::stream))
         .route(
             "/keys/{key_name}/requestToken",
             post(tokens::request_token).layer(axum::extract::DefaultBodyLimit::disable()),

@@ -55,6 +55,12 @@ pub struct HubConfig {
     pub backpressure_queue_messages: usize,
     /// Channels that keep history, and how much (needs a store).
     pub history: HistoryRules,
+    /// How long a published message id is remembered: a message with the
+    /// same id on the same channel within this window is accepted and not
+    /// published again (idempotent publishing).
+    pub dedup_window: Duration,
+    /// Most message ids remembered (the oldest are forgotten first).
+    pub dedup_ids_max: usize,
 }
 
 impl Default for HubConfig {
@@ -69,6 +75,8 @@ impl Default for HubConfig {
             overlap_deliver_each: false,
             backpressure_queue_messages: 500,
             history: HistoryRules::default(),
+            dedup_window: Duration::from_secs(120),
+            dedup_ids_max: 100_000,
         }
     }
 }
@@ -168,6 +176,26 @@ pub struct Hub {
     journal: Option<Arc<Journal>>,
     /// Where channel history is read from.
     history: std::sync::OnceLock<Arc<dyn HistoryStore>>,
+    /// Recently published message ids.
+    dedup: Mutex<Dedup>,
+}
+
+/// Message ids published recently: (channel, id) → publish sequence
+/// number, in arrival order for expiry.
+#[derive(Debug, Default)]
+struct Dedup {
+    seen: HashMap<(Arc<str>, String), u64>,
+    order: std::collections::VecDeque<(Instant, Arc<str>, String)>,
+}
+
+/// The outcome of [`Hub::publish_once`].
+#[derive(Debug, Clone)]
+pub enum PublishOnce {
+    /// Published now.
+    Published(Published, u64),
+    /// The same id was published on the channel within the window: not
+    /// published again; the first one's sequence number.
+    Duplicate(u64),
 }
 
 /// State read back from a durable store at start-up.
@@ -223,7 +251,48 @@ impl Hub {
             started: Instant::now(),
             journal,
             history: std::sync::OnceLock::new(),
+            dedup: Mutex::new(Dedup::default()),
         })
+    }
+
+    /// Publishes `msg` unless a message with the same id (`props.id`) was
+    /// published on the same channel within the dedup window. Messages
+    /// without an id are always published.
+    pub fn publish_once(&self, msg: Message) -> Result<PublishOnce, PublishError> {
+        let Some(id) = msg.props.as_ref().and_then(|p| p.id.clone()) else {
+            let (r, seq) = self.publish_seq_of(msg)?;
+            return Ok(PublishOnce::Published(r, seq));
+        };
+        let now = Instant::now();
+        let topic = msg.topic.clone();
+        // Held across the publish: two publishes of one id cannot both pass.
+        let mut d = self.dedup.lock();
+        while let Some((at, _, _)) = d.order.front() {
+            if now.saturating_duration_since(*at) < self.config.dedup_window
+                && d.order.len() < self.config.dedup_ids_max
+            {
+                break;
+            }
+            if let Some((_, t, i)) = d.order.pop_front() {
+                d.seen.remove(&(t, i));
+            }
+        }
+        if let Some(&seq) = d.seen.get(&(topic.clone(), id.clone())) {
+            return Ok(PublishOnce::Duplicate(seq));
+        }
+        let mut msg = msg;
+        msg.seq = 0;
+        let r = self.publish_seq_of(msg)?;
+        d.seen.insert((topic.clone(), id.clone()), r.1);
+        d.order.push_back((now, topic, id));
+        Ok(PublishOnce::Published(r.0, r.1))
+    }
+
+    /// [`publish`](Self::publish), also returning the sequence number given.
+    fn publish_seq_of(&self, msg: Message) -> Result<(Published, u64), PublishError> {
+        let seq = std::cell::Cell::new(0);
+        let r = self.publish_inner(msg, &seq)?;
+        Ok((r, seq.get()))
     }
 
     /// Sets where channel history is read from (once, at start-up).
@@ -698,6 +767,24 @@ impl Hub {
         self.index.read().len()
     }
 
+    /// Sessions subscribed to `channel` (by an exact name or a matching
+    /// filter, any protocol): the channel's subscriber occupancy.
+    pub fn occupancy(&self, channel: &str) -> usize {
+        let mut matched = Vec::new();
+        self.index.read().lookup(channel, &mut matched);
+        let mut ids: Vec<u64> = matched.iter().map(|s| s.session.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+
+    /// Filters with subscribers (exact channel names and MQTT filters),
+    /// each with its number of subscriptions; at most `limit`, only those
+    /// starting with `prefix`.
+    pub fn subscribed_filters(&self, prefix: &str, limit: usize) -> Vec<(String, usize)> {
+        self.index.read().filters(prefix, limit)
+    }
+
     /// Number of sessions (connected or not).
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
@@ -705,9 +792,18 @@ impl Hub {
 
     /// Routes `msg` to every matching subscription and updates the
     /// retained store.
-    pub fn publish(&self, mut msg: Message) -> Result<Published, PublishError> {
+    pub fn publish(&self, msg: Message) -> Result<Published, PublishError> {
+        self.publish_inner(msg, &std::cell::Cell::new(0))
+    }
+
+    fn publish_inner(
+        &self,
+        mut msg: Message,
+        seq_out: &std::cell::Cell<u64>,
+    ) -> Result<Published, PublishError> {
         topic::validate_name(&msg.topic, &self.config.topic)?;
         msg.seq = self.publish_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        seq_out.set(msg.seq);
         let msg = Arc::new(msg);
         let mut retained_refused = false;
         let mut durable_seq = 0;
@@ -1261,6 +1357,48 @@ mod tests {
                 .is_none()
         );
         assert!(!a.session.state.lock().slow_consumer);
+    }
+
+    #[test]
+    fn publish_once_accepts_an_id_once_per_channel_within_the_window() {
+        let hub = Hub::new(HubConfig {
+            dedup_ids_max: 2,
+            ..HubConfig::default()
+        });
+        let a = hub.connect("a", true, 0, Instant::now()).unwrap();
+        hub.subscribe(&a.session, "#", opts(0, None)).unwrap();
+        let with_id = |t: &str, id: &str| {
+            let mut m = Message::new(t, "x", 0);
+            m.props = Some(Box::new(crate::MessageProps {
+                id: Some(id.into()),
+                ..Default::default()
+            }));
+            m
+        };
+        let first = match hub.publish_once(with_id("c", "m1")).unwrap() {
+            PublishOnce::Published(_, seq) => seq,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            matches!(hub.publish_once(with_id("c", "m1")).unwrap(), PublishOnce::Duplicate(s) if s == first)
+        );
+        // Another channel, same id: a different message.
+        assert!(matches!(
+            hub.publish_once(with_id("d", "m1")).unwrap(),
+            PublishOnce::Published(..)
+        ));
+        assert!(matches!(
+            hub.publish_once(Message::new("c", "no id", 0)).unwrap(),
+            PublishOnce::Published(..)
+        ));
+        assert_eq!(drain(&a.session).len(), 3);
+        // The bound forgets the oldest ids.
+        hub.publish_once(with_id("c", "m2")).unwrap();
+        hub.publish_once(with_id("c", "m3")).unwrap();
+        assert!(matches!(
+            hub.publish_once(with_id("c", "m1")).unwrap(),
+            PublishOnce::Published(..)
+        ));
     }
 
     #[test]

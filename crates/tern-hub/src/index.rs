@@ -92,6 +92,51 @@ impl SubscriptionIndex {
         self.count == 0
     }
 
+    /// Filters that have subscribers, with how many (shared-group members
+    /// included), depth first; at most `limit`, only those starting with
+    /// `prefix`.
+    pub fn filters(&self, prefix: &str, limit: usize) -> Vec<(String, usize)> {
+        fn walk(
+            node: &Node,
+            depth: usize,
+            path: &mut String,
+            prefix: &str,
+            limit: usize,
+            out: &mut Vec<(String, usize)>,
+        ) {
+            for (level, child) in node.children.iter() {
+                if out.len() >= limit {
+                    return;
+                }
+                let len = path.len();
+                if depth > 0 {
+                    path.push('/');
+                }
+                path.push_str(level);
+                // Prune branches that cannot lead to the prefix.
+                let comparable = path.len().min(prefix.len());
+                if path.as_bytes()[..comparable] == prefix.as_bytes()[..comparable] {
+                    let n = child.subs.len()
+                        + child
+                            .shared
+                            .values()
+                            .map(|g| g.members.len())
+                            .sum::<usize>();
+                    if n > 0 && path.starts_with(prefix) {
+                        out.push((path.clone(), n));
+                    }
+                    walk(child, depth + 1, path, prefix, limit, out);
+                }
+                path.truncate(len);
+            }
+        }
+        let mut out = Vec::new();
+        let mut path = String::new();
+        walk(&self.root, 0, &mut path, prefix, limit, &mut out);
+        out.truncate(limit);
+        out
+    }
+
     /// Adds or replaces `session`'s subscription to `filter` (in `group`
     /// if shared). Returns true if it replaced an existing one.
     pub fn insert(&mut self, filter: &str, group: Option<&str>, sub: Subscriber) -> bool {
@@ -242,6 +287,32 @@ mod tests {
         assert!(!idx.remove("a/#", None, 2));
         assert_eq!(ids(&idx, "a"), vec![3]);
         assert_eq!(idx.len(), 6);
+    }
+
+    #[test]
+    fn filters_lists_subscribed_filters_by_prefix() {
+        let mut idx = SubscriptionIndex::default();
+        for (i, f) in ["chat:a", "chat:b", "/lead", "s/+/t", "s/1/t"]
+            .iter()
+            .enumerate()
+        {
+            idx.insert(
+                f,
+                None,
+                Subscriber {
+                    session: sess(i as u64),
+                    opts: SubOptions::default(),
+                },
+            );
+        }
+        let mut all: Vec<String> = idx.filters("", 100).into_iter().map(|f| f.0).collect();
+        all.sort();
+        assert_eq!(all, vec!["/lead", "chat:a", "chat:b", "s/+/t", "s/1/t"]);
+        let mut chat: Vec<String> = idx.filters("chat:", 100).into_iter().map(|f| f.0).collect();
+        chat.sort();
+        assert_eq!(chat, vec!["chat:a", "chat:b"]);
+        assert_eq!(idx.filters("s/1", 100), vec![("s/1/t".to_owned(), 1)]);
+        assert_eq!(idx.filters("", 2).len(), 2);
     }
 
     #[test]

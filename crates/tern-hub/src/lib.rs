@@ -32,8 +32,8 @@ pub mod topic;
 
 pub use history::{HistoryPage, HistoryQuery, HistoryRule, HistoryRules, HistoryStore};
 pub use hub::{
-    Attached, ConnectError, EXPIRY_NEVER, Hub, HubConfig, PublishError, Published, Recovered,
-    RecoveredSession, SubscribeError, Subscribed, Will, unix_ms,
+    Attached, ConnectError, EXPIRY_NEVER, Hub, HubConfig, PublishError, PublishOnce, Published,
+    Recovered, RecoveredSession, SubscribeError, Subscribed, Will, unix_ms,
 };
 pub use journal::{EntryRecord, Journal, SessionRecord, StoreFailed, StoreOp, Stored};
 pub use message::{Delivery, Message, MessageProps, Qos};
