@@ -188,7 +188,12 @@ impl Presence {
                 return Ok(());
             }
             (presence_action::LEAVE, Some(i)) => {
-                c.members.remove(i);
+                let m = c.members.remove(i);
+                if event.data.is_none() {
+                    // A leave without data carries the member's last data.
+                    event.data = m.data;
+                    event.encoding = m.encoding;
+                }
             }
             (_, Some(i)) => {
                 event.action = presence_action::UPDATE;

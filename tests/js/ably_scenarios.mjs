@@ -1,0 +1,208 @@
+// The official Ably SDK (npm `ably`, see package.json) against Tern, for
+// tests/realtime.rs. Each scenario prints one JSON object per line
+// (`{"event": ...}`) for the Rust test to assert on, and exits 0; any
+// failure prints `{"event":"error",...}` and exits 1. Every wait is
+// bounded.
+//
+//   node ably_scenarios.mjs SCENARIO PORT FORMAT [ARGS...]
+//
+// FORMAT is `json` or `msgpack` (useBinaryProtocol). Scenarios:
+//   pubsub KEY                 two clients: subscribe, publish string / JSON
+//                              object / binary / headers, ping, detach, close
+//   presence KEY               enter, get (SYNC), update, leave
+//   denied TOKEN               attach to a channel outside the capability
+//   badkey KEY                 connect with a wrong key
+//   subscribe KEY CHANNEL N    print N messages received on CHANNEL
+//   publish KEY CHANNEL        publish a fixed set of messages on CHANNEL
+import * as Ably from 'ably';
+
+const [scenario, port, format, ...args] = process.argv.slice(2);
+const WAIT_MS = 10_000;
+
+function out(event, fields = {}) {
+  console.log(JSON.stringify({ event, ...fields }));
+}
+
+function within(promise, what, ms = WAIT_MS) {
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
+  ]);
+}
+
+function client(extra) {
+  return new Ably.Realtime({
+    endpoint: '127.0.0.1',
+    port: Number(port),
+    tls: false,
+    useBinaryProtocol: format === 'msgpack',
+    logLevel: 0,
+    ...extra,
+  });
+}
+
+// A message as JSON-safe fields; bytes as {base64}.
+function describe(m) {
+  const data = Buffer.isBuffer(m.data) || m.data instanceof Uint8Array
+    ? { base64: Buffer.from(m.data).toString('base64') }
+    : m.data;
+  return {
+    name: m.name ?? null,
+    data,
+    encoding: m.encoding ?? null,
+    clientId: m.clientId ?? null,
+    connectionId: m.connectionId ?? null,
+    id: m.id ?? null,
+    serial: m.serial ?? null,
+    timestamp: m.timestamp ?? null,
+    extras: m.extras ?? null,
+  };
+}
+
+async function connected(c) {
+  if (c.connection.state !== 'connected') {
+    await within(c.connection.once('connected'), 'connected');
+  }
+}
+
+async function closeAll(...clients) {
+  for (const c of clients) {
+    c.close();
+  }
+  for (const c of clients) {
+    if (c.connection.state !== 'closed') {
+      await within(c.connection.once('closed'), 'closed');
+    }
+  }
+}
+
+// Publishes the fixed set used by `pubsub` and `publish`; returns results.
+async function publishSet(channel) {
+  const results = [];
+  results.push(await within(channel.publish('greet', 'hello, wörld'), 'publish text'));
+  results.push(await within(channel.publish('obj', { a: 1, list: [true, null, 'x'] }), 'publish object'));
+  results.push(await within(channel.publish('bin', Buffer.from([0, 1, 2, 253, 254, 255])), 'publish binary'));
+  results.push(await within(
+    channel.publish({ name: 'hdr', data: 'with headers', extras: { headers: { k1: 'v1', k2: 'v2' } } }),
+    'publish headers',
+  ));
+  return results;
+}
+
+const scenarios = {
+  async pubsub(key) {
+    const a = client({ key, clientId: 'alice' });
+    const b = client({ key, clientId: 'bob' });
+    await connected(a);
+    await connected(b);
+    out('connected', { id: a.connection.id, clientId: a.auth.clientId });
+    const ch = a.channels.get('room:pubsub');
+    const got = [];
+    let wake;
+    await within(ch.subscribe((m) => { got.push(m); if (wake) wake(); }), 'subscribe');
+    out('attached', { modes: ch.modes, state: ch.state });
+    // b publishes without attaching (RTL6c1).
+    const results = await publishSet(b.channels.get('room:pubsub'));
+    out('published', { results });
+    await within((async () => {
+      while (got.length < 4) await new Promise((r) => { wake = r; });
+    })(), 'four messages');
+    for (const m of got) out('message', describe(m));
+    out('ping', { ok: typeof (await within(a.connection.ping(), 'ping')) === 'number' });
+    await within(ch.detach(), 'detach');
+    out('detached', { state: ch.state });
+    await closeAll(a, b);
+    out('closed');
+  },
+
+  async presence(key) {
+    const a = client({ key, clientId: 'alice' });
+    const b = client({ key, clientId: 'bob' });
+    const ca = a.channels.get('room:presence');
+    const cb = b.channels.get('room:presence');
+    await within(ca.presence.enter({ mood: 'happy' }), 'alice enters');
+    // b attaches after alice entered: HAS_PRESENCE and a SYNC.
+    const members = await within(cb.presence.get(), 'get');
+    out('members', { members: members.map((m) => ({ clientId: m.clientId, data: m.data, action: m.action })) });
+    const seen = [];
+    let wake;
+    await within(cb.presence.subscribe((m) => { seen.push(m); if (wake) wake(); }), 'presence subscribe');
+    await within(ca.presence.update('busy'), 'update');
+    await within(cb.presence.enter(Buffer.from([1, 2, 3])), 'bob enters');
+    await within(ca.presence.leave(), 'leave');
+    await within((async () => {
+      while (!seen.some((m) => m.action === 'leave')) await new Promise((r) => { wake = r; });
+    })(), 'leave event');
+    out('events', { events: seen.map((m) => ({ action: m.action, clientId: m.clientId, data: Buffer.isBuffer(m.data) ? { base64: m.data.toString('base64') } : m.data })) });
+    const after = await within(cb.presence.get(), 'get after leave');
+    out('after', { members: after.map((m) => m.clientId).sort() });
+    await closeAll(a, b);
+    out('closed');
+  },
+
+  async denied(token) {
+    const c = client({ token });
+    await connected(c);
+    out('connected', { clientId: c.auth.clientId ?? null });
+    const ok = c.channels.get('chat:1');
+    await within(ok.attach(), 'attach allowed');
+    out('attached', { channel: 'chat:1', modes: ok.modes });
+    const no = c.channels.get('secret');
+    try {
+      await within(no.attach(), 'attach denied');
+      out('attached', { channel: 'secret' });
+    } catch (e) {
+      out('attach_failed', { code: e.code, statusCode: e.statusCode, state: no.state });
+    }
+    try {
+      await within(c.channels.get('other').publish('x', 'y'), 'publish denied');
+      out('published', { channel: 'other' });
+    } catch (e) {
+      out('publish_failed', { code: e.code, statusCode: e.statusCode });
+    }
+    // The connection is unaffected.
+    out('connection', { state: c.connection.state });
+    await closeAll(c);
+  },
+
+  async badkey(key) {
+    const c = client({ key });
+    const change = await within(
+      new Promise((r) => c.connection.on((s) => { if (s.current === 'failed' || s.current === 'connected') r(s); })),
+      'failed',
+    );
+    out('state', { state: change.current, code: change.reason?.code ?? null, statusCode: change.reason?.statusCode ?? null });
+    c.close();
+  },
+
+  async subscribe(key, channelName, count) {
+    const c = client({ key, clientId: 'sub' });
+    const ch = c.channels.get(channelName);
+    const got = [];
+    let wake;
+    await within(ch.subscribe((m) => { got.push(m); if (wake) wake(); }), 'subscribe');
+    out('ready');
+    await within((async () => {
+      while (got.length < Number(count)) await new Promise((r) => { wake = r; });
+    })(), `${count} messages`, 20_000);
+    for (const m of got) out('message', describe(m));
+    await closeAll(c);
+  },
+
+  async publish(key, channelName) {
+    const c = client({ key, clientId: 'pub' });
+    const results = await publishSet(c.channels.get(channelName));
+    out('published', { results });
+    await closeAll(c);
+  },
+};
+
+try {
+  const run = scenarios[scenario];
+  if (!run) throw new Error(`unknown scenario ${scenario}`);
+  await run(...args);
+  process.exit(0);
+} catch (e) {
+  out('error', { message: String(e?.message ?? e), code: e?.code ?? null });
+  process.exit(1);
+}

@@ -1,0 +1,703 @@
+//! The Ably-compatible realtime protocol (`GET /` WebSocket) end to end
+//! against the real binary:
+//! - the official Ably SDK (npm `ably`, `tests/js/ably_scenarios.mjs`) in
+//!   JSON and msgpack modes: connect, attach with modes, publish with ACK
+//!   serials, subscribe (text, JSON object, binary, headers), ping, detach,
+//!   close; presence enter/get (SYNC)/update/leave; capability denial
+//!   40160; a bad key 40101;
+//! - cross-protocol: MQTT 5 / 3.1.1 (rumqttc) publishers to an Ably
+//!   subscriber and an Ably publisher to an MQTT 5 subscriber, checking
+//!   the protocol mapping (payload format, content type, user properties,
+//!   name);
+//! - a raw WebSocket client (tokio-tungstenite) sending bad input:
+//!   malformed JSON, an unknown action, an oversized frame and an
+//!   oversized message, with another client unaffected; in-band AUTH.
+//!
+//! Every wait is bounded; child processes are killed after `CHILD_TIMEOUT`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Tern;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const ROOT: &str = "app.root:rootsecret";
+const WAIT: Duration = Duration::from_secs(10);
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
+}
+
+fn server() -> Tern {
+    Tern::start(&["--key", ROOT])
+}
+
+/// A running `node ably_scenarios.mjs ...`, killed on drop.
+struct Node {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<Value>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Node {
+    fn spawn(args: &[&str]) -> Node {
+        assert!(
+            js_dir().join("node_modules/ably/package.json").exists(),
+            "the Ably SDK is not installed: run scripts/test (or `npm ci` in tests/js)"
+        );
+        let mut child = Command::new("node")
+            .arg(js_dir().join("ably_scenarios.mjs"))
+            .args(args)
+            .current_dir(js_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run node (scripts/test installs it)");
+        let out = child.stdout.take().expect("stdout");
+        let mut err = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Some(std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        }));
+        Node {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// The next event line, within `WAIT`.
+    fn event(&mut self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no line from node; so far: {:?}", self.seen));
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not JSON from node ({e}): {line}"));
+        assert_ne!(
+            v["event"], "error",
+            "node failed: {v}; before: {:?}",
+            self.seen
+        );
+        self.seen.push(v.clone());
+        v
+    }
+
+    /// Waits for the end (killing after `CHILD_TIMEOUT`); all events.
+    fn finish(mut self) -> Vec<Value> {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            if let Ok(v) = serde_json::from_str(&l) {
+                self.seen.push(v);
+            }
+        }
+        // The pipe closed when the child ended, so this returns.
+        let err = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "node {status:?}\nevents: {:#?}\nstderr: {err}",
+            self.seen
+        );
+        self.seen.clone()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn run_node(args: &[&str]) -> Vec<Value> {
+    Node::spawn(args).finish()
+}
+
+fn events<'a>(all: &'a [Value], name: &str) -> Vec<&'a Value> {
+    all.iter().filter(|v| v["event"] == name).collect()
+}
+
+fn one<'a>(all: &'a [Value], name: &str) -> &'a Value {
+    let e = events(all, name);
+    assert_eq!(e.len(), 1, "one {name:?} event expected in {all:#?}");
+    e[0]
+}
+
+// ---------------------------------------------------------------------------
+// The official SDK
+// ---------------------------------------------------------------------------
+
+fn check_pubsub(format: &str) {
+    let t = server();
+    let port = t.http.port().to_string();
+    let all = run_node(&["pubsub", &port, format, ROOT]);
+    assert_eq!(one(&all, "connected")["clientId"], "alice");
+    // RTL4m: the granted modes are in ATTACHED.
+    assert_eq!(
+        one(&all, "attached")["modes"],
+        json!(["presence", "publish", "subscribe", "presence_subscribe"])
+    );
+    let results = one(&all, "published")["results"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let serials: Vec<String> = results
+        .iter()
+        .map(|r| r["serials"][0].as_str().expect("a serial").to_owned())
+        .collect();
+    assert_eq!(serials.len(), 4);
+    assert!(serials.windows(2).all(|w| w[0] < w[1]), "{serials:?}");
+    let msgs = events(&all, "message");
+    assert_eq!(msgs.len(), 4, "{all:#?}");
+    for (m, s) in msgs.iter().zip(&serials) {
+        assert_eq!(m["serial"], *s, "delivered serial = ACK serial");
+        assert_eq!(m["clientId"], "bob");
+        assert!(m["connectionId"].is_string() && m["timestamp"].is_u64());
+        assert!(m["id"].is_string());
+    }
+    assert_eq!(msgs[0]["name"], "greet");
+    assert_eq!(msgs[0]["data"], "hello, wörld");
+    assert_eq!(msgs[1]["data"], json!({"a": 1, "list": [true, null, "x"]}));
+    assert_eq!(msgs[2]["data"], json!({"base64": "AAEC/f7/"}));
+    assert_eq!(
+        msgs[3]["extras"],
+        json!({"headers": {"k1": "v1", "k2": "v2"}})
+    );
+    assert_eq!(one(&all, "ping")["ok"], true);
+    assert_eq!(one(&all, "detached")["state"], "detached");
+    one(&all, "closed");
+}
+
+#[test]
+fn sdk_pubsub_json() {
+    check_pubsub("json");
+}
+
+#[test]
+fn sdk_pubsub_msgpack() {
+    check_pubsub("msgpack");
+}
+
+fn check_presence(format: &str) {
+    let t = server();
+    let port = t.http.port().to_string();
+    let all = run_node(&["presence", &port, format, ROOT]);
+    assert_eq!(
+        one(&all, "members")["members"],
+        json!([{"clientId": "alice", "data": {"mood": "happy"}, "action": "present"}])
+    );
+    let ev = one(&all, "events")["events"].as_array().unwrap().clone();
+    assert_eq!(
+        ev,
+        vec![
+            json!({"action": "update", "clientId": "alice", "data": "busy"}),
+            json!({"action": "enter", "clientId": "bob", "data": {"base64": "AQID"}}),
+            json!({"action": "leave", "clientId": "alice", "data": "busy"}),
+        ]
+    );
+    assert_eq!(one(&all, "after")["members"], json!(["bob"]));
+}
+
+#[test]
+fn sdk_presence_json() {
+    check_presence("json");
+}
+
+#[test]
+fn sdk_presence_msgpack() {
+    check_presence("msgpack");
+}
+
+#[test]
+fn sdk_capability_denial_is_40160_and_leaves_the_connection() {
+    let t = server();
+    let token = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args([
+            "token",
+            "--key",
+            ROOT,
+            "--capability",
+            r#"{"chat:*":["*"]}"#,
+        ])
+        .args(["--client-id", "carol"])
+        .output()
+        .expect("tern token");
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let port = t.http.port().to_string();
+    let all = run_node(&["denied", &port, "json", &token]);
+    assert_eq!(one(&all, "connected")["clientId"], "carol");
+    assert_eq!(one(&all, "attached")["channel"], "chat:1");
+    let f = one(&all, "attach_failed");
+    assert_eq!(
+        (f["code"].clone(), f["statusCode"].clone()),
+        (json!(40160), json!(401))
+    );
+    assert_eq!(one(&all, "publish_failed")["code"], 40160);
+    assert_eq!(one(&all, "connection")["state"], "connected");
+}
+
+#[test]
+fn sdk_bad_key_fails_with_40101() {
+    let t = server();
+    let port = t.http.port().to_string();
+    for key in ["app.root:wrong", "app.nokey:secret"] {
+        let all = run_node(&["badkey", &port, "json", key]);
+        let s = one(&all, "state");
+        assert_eq!(s["state"], "failed", "{key}");
+        assert_eq!(
+            (s["code"].clone(), s["statusCode"].clone()),
+            (json!(40101), json!(401))
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Across protocols
+// ---------------------------------------------------------------------------
+
+async fn mqtt5(t: &Tern, id: &str) -> (rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop) {
+    let mut o = rumqttc::v5::MqttOptions::new(id, t.mqtt.ip().to_string(), t.mqtt.port());
+    o.set_credentials("app.root", "rootsecret");
+    rumqttc::v5::AsyncClient::new(o, 64)
+}
+
+/// Polls `el` until `f` returns `Some`, within `WAIT`.
+async fn poll5<T>(
+    el: &mut rumqttc::v5::EventLoop,
+    mut f: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match el.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(p)) => {
+                    if let Some(v) = f(&p) {
+                        return v;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("MQTT connection failed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("MQTT event in time")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtt_publishers_reach_an_sdk_subscriber() {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    let t = server();
+    let port = t.http.port().to_string();
+    let mut node = Node::spawn(&["subscribe", &port, "msgpack", ROOT, "cross/in", "5"]);
+    let ready = tokio::task::block_in_place(|| node.event());
+    assert_eq!(ready["event"], "ready");
+
+    let (c, mut el) = mqtt5(&t, "mqtt-pub").await;
+    poll5(&mut el, |p| matches!(p, Packet::ConnAck(_)).then_some(())).await;
+    let text = PublishProperties {
+        payload_format_indicator: Some(1),
+        ..Default::default()
+    };
+    let json_props = PublishProperties {
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    let bin = PublishProperties {
+        payload_format_indicator: Some(0),
+        ..Default::default()
+    };
+    let headers = PublishProperties {
+        user_properties: vec![("h1".into(), "one".into()), ("h2".into(), "two".into())],
+        ..Default::default()
+    };
+    for (payload, props) in [
+        ("héllo".as_bytes().to_vec(), text),
+        (br#"{"n":[1,2]}"#.to_vec(), json_props),
+        (b"abc".to_vec(), bin),
+        (b"plain".to_vec(), headers),
+    ] {
+        c.publish_with_properties("cross/in", QoS::AtLeastOnce, false, payload, props)
+            .await
+            .unwrap();
+        poll5(&mut el, |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
+    }
+    // MQTT 3.1.1: no payload format; invalid UTF-8 arrives as bytes.
+    let mut o = rumqttc::MqttOptions::new("mqtt-v4", t.mqtt.ip().to_string(), t.mqtt.port());
+    o.set_credentials("app.root", "rootsecret");
+    let (c4, mut el4) = rumqttc::AsyncClient::new(o, 16);
+    c4.publish(
+        "cross/in",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        vec![0xff, 0x00, 0x41],
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = el4.poll().await {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("PUBACK");
+
+    let all = tokio::task::block_in_place(|| node.finish());
+    let msgs = events(&all, "message");
+    assert_eq!(msgs.len(), 5, "{all:#?}");
+    assert_eq!(msgs[0]["data"], "héllo");
+    assert_eq!(
+        msgs[1]["data"],
+        json!({"n": [1, 2]}),
+        "content type JSON: encoding json"
+    );
+    assert_eq!(
+        msgs[2]["data"],
+        json!({"base64": "YWJj"}),
+        "payload format 0: bytes"
+    );
+    assert_eq!(msgs[3]["data"], "plain");
+    assert_eq!(
+        msgs[3]["extras"],
+        json!({"headers": {"h1": "one", "h2": "two"}})
+    );
+    assert_eq!(msgs[4]["data"], json!({"base64": "/wBB"}));
+    let serials: Vec<&str> = msgs.iter().map(|m| m["serial"].as_str().unwrap()).collect();
+    assert!(serials.windows(2).all(|w| w[0] < w[1]), "{serials:?}");
+    assert!(
+        msgs.iter()
+            .all(|m| m["id"].is_string() && m["timestamp"].is_u64())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_publisher_reaches_an_mqtt5_subscriber() {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    let t = server();
+    let (c, mut el) = mqtt5(&t, "mqtt-sub").await;
+    poll5(&mut el, |p| matches!(p, Packet::ConnAck(_)).then_some(())).await;
+    c.subscribe("cross/out", QoS::AtLeastOnce).await.unwrap();
+    poll5(&mut el, |p| matches!(p, Packet::SubAck(_)).then_some(())).await;
+
+    let port = t.http.port().to_string();
+    let node = Node::spawn(&["publish", &port, "json", ROOT, "cross/out"]);
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let p = poll5(&mut el, |p| match p {
+            Packet::Publish(p) => Some(p.clone()),
+            _ => None,
+        })
+        .await;
+        got.push(p);
+    }
+    let all = tokio::task::block_in_place(|| node.finish());
+    one(&all, "published");
+    let props = |i: usize| got[i].properties.clone().unwrap_or_default();
+    let user = |i: usize| props(i).user_properties;
+    assert_eq!(&got[0].payload[..], "hello, wörld".as_bytes());
+    assert_eq!(props(0).payload_format_indicator, Some(1));
+    assert!(user(0).contains(&("name".into(), "greet".into())));
+    assert_eq!(&got[1].payload[..], br#"{"a":1,"list":[true,null,"x"]}"#);
+    assert_eq!(props(1).content_type.as_deref(), Some("application/json"));
+    assert_eq!(&got[2].payload[..], &[0, 1, 2, 253, 254, 255]);
+    assert_eq!(props(2).payload_format_indicator, Some(0));
+    let headers: Vec<(String, String)> = user(3).into_iter().filter(|(k, _)| k != "name").collect();
+    assert_eq!(
+        headers,
+        vec![("k1".into(), "v1".into()), ("k2".into(), "v2".into())]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Raw WebSocket
+// ---------------------------------------------------------------------------
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw(t: &Tern, query: &str) -> Ws {
+    let url = format!("ws://{}/?{query}", t.http);
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("connect in time")
+        .expect("WebSocket upgrade");
+    ws
+}
+
+/// The next ProtocolMessage (JSON text frames); `None` once closed.
+async fn next_pm(ws: &mut Ws) -> Option<Value> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(t))) => {
+                    return Some(serde_json::from_str(&t).expect("JSON frame"));
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("a frame in time")
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(WsMessage::Text(v.to_string().into()))
+        .await
+        .unwrap();
+}
+
+async fn connected(t: &Tern) -> (Ws, Value) {
+    let mut ws = raw(t, &format!("key={ROOT}&format=json&v=6")).await;
+    let c = next_pm(&mut ws).await.expect("CONNECTED");
+    assert_eq!(c["action"], 4, "{c}");
+    (ws, c)
+}
+
+/// The peer closes after the frame (read to the end).
+async fn closes(ws: &mut Ws) {
+    assert_eq!(next_pm(ws).await, None, "the connection should close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_connected_has_connection_details_and_heartbeat_echo() {
+    let t = server();
+    let (mut ws, c) = connected(&t).await;
+    let d = &c["connectionDetails"];
+    assert!(d["connectionKey"].is_string());
+    assert_eq!(d["maxMessageSize"], 65536);
+    assert_eq!(d["maxIdleInterval"], 15000);
+    assert_eq!(d["connectionStateTtl"], 120000);
+    send(&mut ws, json!({"action": 0, "id": "ping-1"})).await;
+    assert_eq!(
+        next_pm(&mut ws).await.unwrap(),
+        json!({"action": 0, "id": "ping-1"})
+    );
+    send(&mut ws, json!({"action": 7})).await;
+    assert_eq!(next_pm(&mut ws).await.unwrap(), json!({"action": 8}));
+    closes(&mut ws).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_bad_input_is_error_40000_or_40009_and_others_are_unaffected() {
+    let t = server();
+    let (mut bystander, _) = connected(&t).await;
+    send(&mut bystander, json!({"action": 10, "channel": "calm"})).await;
+    assert_eq!(next_pm(&mut bystander).await.unwrap()["action"], 11);
+
+    let (mut ws, _) = connected(&t).await;
+    ws.send(WsMessage::Text("{not json".into())).await.unwrap();
+    let e = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (
+            e["action"].clone(),
+            e["error"]["code"].clone(),
+            e["error"]["statusCode"].clone()
+        ),
+        (json!(9), json!(40000), json!(400))
+    );
+    closes(&mut ws).await;
+
+    let (mut ws, _) = connected(&t).await;
+    send(&mut ws, json!({"action": 99})).await;
+    let e = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (e["action"].clone(), e["error"]["code"].clone()),
+        (json!(9), json!(40000))
+    );
+    closes(&mut ws).await;
+
+    let (mut ws, _) = connected(&t).await;
+    ws.send(WsMessage::Binary(vec![0xc1, 0x00].into()))
+        .await
+        .unwrap();
+    let e = next_pm(&mut ws).await.unwrap();
+    assert_eq!(e["error"]["code"], 40000, "malformed msgpack");
+    closes(&mut ws).await;
+
+    // A message over maxMessageSize in a frame the server reads: NACK, and
+    // the connection stays.
+    let (mut ws, _) = connected(&t).await;
+    let big = "x".repeat(70_000);
+    send(
+        &mut ws,
+        json!({"action": 15, "channel": "calm", "msgSerial": 0, "messages": [{"data": big}]}),
+    )
+    .await;
+    let n = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (
+            n["action"].clone(),
+            n["msgSerial"].clone(),
+            n["error"]["code"].clone(),
+            n["error"]["statusCode"].clone()
+        ),
+        (json!(2), json!(0), json!(40009), json!(400))
+    );
+    send(
+        &mut ws,
+        json!({"action": 15, "channel": "calm", "msgSerial": 1, "messages": [{"data": "ok"}]}),
+    )
+    .await;
+    let a = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (
+            a["action"].clone(),
+            a["msgSerial"].clone(),
+            a["count"].clone()
+        ),
+        (json!(1), json!(1), json!(1))
+    );
+    // A frame over the frame limit: ERROR 40009, closed.
+    let huge = "y".repeat(100_000);
+    send(
+        &mut ws,
+        json!({"action": 15, "channel": "calm", "msgSerial": 2, "messages": [{"data": huge}]}),
+    )
+    .await;
+    let e = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (e["action"].clone(), e["error"]["code"].clone()),
+        (json!(9), json!(40009))
+    );
+    closes(&mut ws).await;
+
+    // The bystander got the one good message and still answers.
+    let m = next_pm(&mut bystander).await.unwrap();
+    assert_eq!(
+        (m["action"].clone(), m["messages"][0]["data"].clone()),
+        (json!(15), json!("ok"))
+    );
+    send(&mut bystander, json!({"action": 0, "id": "still"})).await;
+    assert_eq!(next_pm(&mut bystander).await.unwrap()["id"], "still");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_refusals_are_error_then_close() {
+    let t = server();
+    for (query, code) in [
+        ("key=app.root:nope&format=json", 40101),
+        ("access_token=not-a-token&format=json", 40145),
+        ("format=xml", 40003),
+        ("key=app.root:rootsecret&v=99", 40017),
+    ] {
+        let mut ws = raw(&t, query).await;
+        let e = next_pm(&mut ws).await.expect("ERROR");
+        assert_eq!(
+            (e["action"].clone(), e["error"]["code"].clone()),
+            (json!(9), json!(code)),
+            "{query}"
+        );
+        assert!(e["error"]["statusCode"].is_u64() && e["error"]["message"].is_string());
+        closes(&mut ws).await;
+    }
+    // Without credentials on a server with keys.
+    let mut ws = raw(&t, "format=json").await;
+    assert_eq!(next_pm(&mut ws).await.unwrap()["error"]["code"], 40101);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_echo_false_resume_and_in_band_auth() {
+    let t = server();
+    // echo=false: its own message is not delivered back; another's is.
+    let mut ws = raw(
+        &t,
+        &format!("key={ROOT}&format=json&echo=false&resume=stale"),
+    )
+    .await;
+    let c = next_pm(&mut ws).await.unwrap();
+    // resume is answered with a new connection and 80008 (RTN15c7).
+    assert_eq!(
+        (c["action"].clone(), c["error"]["code"].clone()),
+        (json!(4), json!(80008))
+    );
+    let id = c["connectionId"].clone();
+    send(&mut ws, json!({"action": 10, "channel": "e"})).await;
+    assert_eq!(next_pm(&mut ws).await.unwrap()["action"], 11);
+    send(
+        &mut ws,
+        json!({"action": 15, "channel": "e", "msgSerial": 0, "messages": [{"data": "mine"}]}),
+    )
+    .await;
+    assert_eq!(next_pm(&mut ws).await.unwrap()["action"], 1);
+    let (mut other, _) = connected(&t).await;
+    send(
+        &mut other,
+        json!({"action": 15, "channel": "e", "msgSerial": 0, "messages": [{"data": "theirs"}]}),
+    )
+    .await;
+    let m = next_pm(&mut ws).await.unwrap();
+    assert_eq!(m["messages"][0]["data"], "theirs");
+
+    // In-band AUTH with a token: CONNECTED again, same connectionId.
+    let token = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["token", "--key", ROOT])
+        .output()
+        .expect("tern token");
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    send(
+        &mut ws,
+        json!({"action": 17, "auth": {"accessToken": token}}),
+    )
+    .await;
+    let c2 = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (c2["action"].clone(), c2["connectionId"].clone()),
+        (json!(4), id)
+    );
+    // A bad token in AUTH: ERROR, closed.
+    send(
+        &mut ws,
+        json!({"action": 17, "auth": {"accessToken": "bad.token"}}),
+    )
+    .await;
+    let e = next_pm(&mut ws).await.unwrap();
+    assert_eq!(e["action"], 9);
+    assert!(
+        (40140..=40149).contains(&e["error"]["code"].as_u64().unwrap()),
+        "{e}"
+    );
+    closes(&mut ws).await;
+}
