@@ -563,7 +563,7 @@ impl Hub {
                 self.publish_will(w.msg);
             } else {
                 let at = now + Duration::from_secs(u64::from(delay));
-                st.pending_will = Some((at, w.msg));
+                st.pending_will = Some(Box::new((at, w.msg)));
                 timers.push((at, TimerEvent::Will(session.clone(), generation)));
                 drop(st);
             }
@@ -621,8 +621,8 @@ impl Hub {
                 .subscriptions
                 .store(idx.len() as u64, Ordering::Relaxed);
         }
-        if let Some((_, msg)) = will {
-            self.publish_will(msg);
+        if let Some(w) = will {
+            self.publish_will(w.1);
         }
     }
 
@@ -644,7 +644,7 @@ impl Hub {
                         if st.generation != generation || st.owner.is_some() {
                             None
                         } else {
-                            st.pending_will.take().map(|(_, m)| m)
+                            st.pending_will.take().map(|w| w.1)
                         }
                     };
                     if let Some(m) = msg {

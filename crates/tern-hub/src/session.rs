@@ -123,7 +123,8 @@ pub struct SessionState {
     /// act if it has not changed since.
     pub generation: u64,
     /// A will waiting for its delay (or the session's end): when, and what.
-    pub pending_will: Option<(Instant, crate::message::Message)>,
+    /// Boxed: every session holds this field, few hold a will.
+    pub pending_will: Option<Box<(Instant, crate::message::Message)>>,
     /// A publisher's back-pressure pause on this session timed out: it is a
     /// slow consumer and stops pausing publishers until its queue drains
     /// below half the back-pressure mark (its queue policy applies instead).

@@ -7,8 +7,12 @@
 //! everything ready, so a busy connection costs few syscalls.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
@@ -21,12 +25,11 @@ use tern_mqtt_codec::{
     Packet, ProtocolVersion, PubResp, Publish, PublishProperties, QoS, RetainHandling, SubAck,
     Subscribe, UnsubAck, Unsubscribe, reason,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use crate::MqttContext;
 use crate::auth::{TOKEN_AUTH_METHOD, Transport};
 use crate::close::CloseReason;
-use crate::config::MqttConfig;
 use tern_auth::{Op, Principal};
 
 /// The topic a client subscribes to for token events (Ably's convention).
@@ -36,49 +39,107 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(30);
 
 /// Read buffer capacity reserved before each read.
 const READ_CHUNK_BYTES: usize = 4096;
+/// Room given to an empty output buffer when something is written to it.
+const OUT_INITIAL_BYTES: usize = 256;
 /// Time allowed to flush a final DISCONNECT before the socket is dropped.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// Serves one accepted stream until it closes.
-pub async fn serve<S>(stream: S, transport: Transport, ctx: Arc<MqttContext>)
+pub fn serve<S>(
+    stream: S,
+    transport: Transport,
+    ctx: Arc<MqttContext>,
+) -> impl Future<Output = ()> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let peer = transport.peer;
-    let hub = ctx.hub.clone();
-    let cfg = ctx.cfg.clone();
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    serve_holding(stream, transport, ctx, ())
+}
+
+/// [`serve`], keeping `held` until the connection ends (the accept loop's
+/// count of active connections), without a wrapper future around it.
+///
+/// The connection's future stays small because an idle connection keeps it
+/// for its whole life: the stream is split and the transport boxed before
+/// the future exists (its state then holds pointers, not a TLS stream), and
+/// the handshake and the close run boxed, so only the main loop's state is
+/// kept while the client is quiet.
+pub(crate) fn serve_holding<S, H>(
+    stream: S,
+    transport: Transport,
+    ctx: Arc<MqttContext>,
+    held: H,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    H: Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    serve_split(rd, wr, Box::new(transport), ctx, held)
+}
+
+async fn serve_split<S, H>(
+    mut rd: ReadHalf<S>,
+    mut wr: WriteHalf<S>,
+    transport: Box<Transport>,
+    ctx: Arc<MqttContext>,
+    _held: H,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    H: Send + 'static,
+{
     let limits = Limits {
-        packet_bytes_max: cfg.packet_bytes_max,
+        packet_bytes_max: ctx.cfg.packet_bytes_max,
     };
-    let mut inbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    // The CONNECT timeout counts from the TCP accept, TLS handshake included.
+    let mut inbuf = BytesMut::new();
+    let handshake = handshake(&mut rd, &mut wr, &mut inbuf, &limits, transport, &ctx);
+    let Some(mut conn) = Box::pin(handshake).await else {
+        return;
+    };
+    let why = conn.run(&mut rd, &mut wr, inbuf, limits).await;
+    Box::pin(conn.close(why, &mut wr)).await;
+}
+
+/// Reads CONNECT (within the CONNECT timeout, which counts from the TCP
+/// accept, TLS handshake included) and accepts or refuses it.
+async fn handshake<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    inbuf: &mut BytesMut,
+    limits: &Limits,
+    transport: Box<Transport>,
+    ctx: &Arc<MqttContext>,
+) -> Option<Conn>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let peer = transport.peer;
+    let hub = &ctx.hub;
     let connect = match tokio::time::timeout_at(
-        (transport.accepted_at + cfg.connect_timeout).into(),
-        read_connect(&mut rd, &mut inbuf, &limits, &hub),
+        (transport.accepted_at + ctx.cfg.connect_timeout).into(),
+        read_connect(rd, inbuf, limits, hub),
     )
     .await
     {
-        Ok(Ok(c)) => c,
+        // Moved out of its box, which is freed here rather than when the
+        // connection ends (400 B per connection).
+        Ok(Ok(c)) => *c,
         Ok(Err(refusal)) => {
             Stats::add(&hub.stats.connects_refused, 1);
             if let Some(bytes) = refusal.connack {
                 let _ = tokio::time::timeout(CLOSE_FLUSH, wr.write_all(&bytes)).await;
             }
             tracing::info!(%peer, reason = %refusal.why, "connection refused");
-            return;
+            return None;
         }
         Err(_) => {
             Stats::add(&hub.stats.connects_refused, 1);
             tracing::info!(%peer, "no CONNECT within the connect timeout");
-            return;
+            return None;
         }
     };
-    let Some(mut conn) = Conn::accept(*connect, &transport, &ctx, &mut wr).await else {
-        return;
-    };
-    let why = conn.run(&mut rd, &mut wr, inbuf, limits).await;
-    conn.close(why, &mut wr).await;
+    Conn::accept(connect, &transport, ctx, wr).await
 }
 
 /// A CONNECT that could not be accepted: what to answer, and why.
@@ -118,8 +179,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
                 return Err(connect_decode_refusal(inbuf, e));
             }
         }
-        inbuf.reserve(READ_CHUNK_BYTES);
-        match rd.read_buf(inbuf).await {
+        match read_into(rd, inbuf).await {
             Ok(0) => return Err(refusal("closed before CONNECT")),
             Ok(n) => Stats::add(&hub.stats.bytes_received, n as u64),
             Err(e) => return Err(refusal(format!("read error before CONNECT: {e}"))),
@@ -185,16 +245,17 @@ fn v3_return_code(v5: u8) -> u8 {
 }
 
 /// A connection after a successful CONNECT.
+///
+/// An idle connection keeps this for its whole life, so what only some
+/// clients use (a will, topic aliases) is boxed on demand.
 struct Conn {
-    hub: Arc<Hub>,
-    cfg: Arc<MqttConfig>,
     peer: SocketAddr,
     version: ProtocolVersion,
     v5: bool,
     session: Arc<SessionHandle>,
     link: Arc<ConnLink>,
     /// The will to publish unless the client disconnects normally.
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     /// Session expiry in force, seconds.
     expiry_secs: u32,
     /// Keep alive in force; zero disables the check.
@@ -205,13 +266,11 @@ struct Conn {
     window: usize,
     /// Largest packet the client accepts (v5 Maximum Packet Size).
     client_packet_max: usize,
-    /// Topic aliases the client defined.
-    in_aliases: HashMap<u16, Arc<str>>,
-    /// Topic aliases we defined towards the client.
-    out_aliases: HashMap<Arc<str>, u16>,
+    /// Topic aliases both ways, once the first one is defined.
+    aliases: Option<Box<Aliases>>,
     /// Most aliases we may define (client's Topic Alias Maximum, capped).
     out_alias_max: u16,
-    /// Authentication policy and the other shared parts.
+    /// The hub, the settings, the authentication policy.
     ctx: Arc<MqttContext>,
     /// Who the client is and what it may do.
     principal: Principal,
@@ -238,6 +297,15 @@ struct Conn {
     /// written (acknowledgements of QoS 1/2 messages, QoS 2 packet ids and
     /// releases, deliveries of stored messages); 0 when nothing waits.
     durable_needed: u64,
+}
+
+/// Topic aliases of one connection (MQTT 5).
+#[derive(Default)]
+struct Aliases {
+    /// Topic aliases the client defined.
+    incoming: HashMap<u16, Arc<str>>,
+    /// Topic aliases we defined towards the client.
+    outgoing: HashMap<Arc<str>, u16>,
 }
 
 impl Conn {
@@ -389,7 +457,7 @@ impl Conn {
                 write_and_close(wr, b).await;
                 return None;
             }
-            Some(Ok(w)) => Some(w),
+            Some(Ok(w)) => Some(Box::new(w)),
             None => None,
         };
 
@@ -422,8 +490,6 @@ impl Conn {
             props.topic_alias_maximum = Some(cfg.topic_alias_max);
         }
         let mut conn = Conn {
-            hub: hub.clone(),
-            cfg,
             peer,
             version,
             v5,
@@ -432,11 +498,10 @@ impl Conn {
             will,
             expiry_secs,
             keep_alive: Duration::from_secs(u64::from(keep_alive)),
-            out: BytesMut::with_capacity(256),
+            out: BytesMut::new(),
             window,
             client_packet_max,
-            in_aliases: HashMap::new(),
-            out_aliases: HashMap::new(),
+            aliases: None,
             out_alias_max,
             ctx: ctx.clone(),
             principal,
@@ -487,10 +552,13 @@ impl Conn {
         if let Err(why) = self.decode_all(&mut inbuf, &limits) {
             return why;
         }
+        if inbuf.is_empty() {
+            inbuf = BytesMut::new();
+        }
         self.drain();
         let link = self.link.clone();
         let mut last_rx = Instant::now();
-        let read_stop_bytes = self.cfg.write_buffer_bytes_high * 4;
+        let read_stop_bytes = self.ctx.cfg.write_buffer_bytes_high * 4;
         // One timer for the connection's life: when it fires, it is moved to
         // 1.5 × keep alive after the last packet if one came since, so
         // reads never touch the timer wheel [MQTT-3.1.2-22].
@@ -502,21 +570,40 @@ impl Conn {
         });
         tokio::pin!(ka_timer);
         let far = || Instant::now() + Duration::from_secs(86_400 * 365);
-        let journal = self.hub.journal().cloned();
-        let cred_timer =
-            tokio::time::sleep_until(self.credentials_deadline().unwrap_or_else(far).into());
-        tokio::pin!(cred_timer);
+        let journal = self.ctx.hub.journal().cloned();
+        // Timers and waits that only some connections need are boxed when
+        // they are first needed, so the state every idle connection keeps
+        // does not hold them: the credentials timer (expiring tokens), the
+        // back-pressure wait (a paused publisher) and the durability wait
+        // (acknowledgements of stored messages).
+        let mut cred_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut drain_wait: Option<Pin<Box<dyn Future<Output = bool> + Send>>> = None;
+        let mut durable_wait: Option<DurableWait> = None;
         loop {
             if self.principal.expires_at_ms.is_some() {
                 let want = self.credentials_deadline().unwrap_or_else(far);
-                let have: Instant = cred_timer.deadline().into_std();
-                // Re-arm only when the deadline moved (re-auth, subscribing
-                // to token events), not on every wake-up.
-                if want.saturating_duration_since(have) > Duration::from_millis(100)
-                    || have.saturating_duration_since(want) > Duration::from_millis(100)
-                {
-                    cred_timer.as_mut().reset(want.into());
+                match &mut cred_timer {
+                    None => cred_timer = Some(Box::pin(tokio::time::sleep_until(want.into()))),
+                    Some(t) => {
+                        let have: Instant = t.deadline().into_std();
+                        // Re-arm only when the deadline moved (re-auth,
+                        // subscribing to token events), not on every wake-up.
+                        if want.saturating_duration_since(have) > Duration::from_millis(100)
+                            || have.saturating_duration_since(want) > Duration::from_millis(100)
+                        {
+                            t.as_mut().reset(want.into());
+                        }
+                    }
                 }
+            }
+            if drain_wait.is_none()
+                && let Some(congested) = &self.congested
+            {
+                drain_wait = Some(Box::pin(wait_drained(
+                    congested.clone(),
+                    self.ctx.hub.config().backpressure_queue_messages / 2,
+                    self.ctx.cfg.backpressure_pause_max,
+                )));
             }
             // Stop reading while the client does not take what we write:
             // its requests would only grow our output further.
@@ -528,15 +615,27 @@ impl Conn {
                     .is_none_or(|j| j.durable() >= self.durable_needed);
             if durable {
                 self.durable_needed = 0;
+                durable_wait = None;
+            } else if durable_wait
+                .as_ref()
+                .is_none_or(|w| w.seq < self.durable_needed)
+                && let Some(j) = &journal
+            {
+                let (j, seq) = (j.clone(), self.durable_needed);
+                durable_wait = Some(DurableWait {
+                    seq,
+                    wait: Box::pin(async move { j.wait_durable(seq).await }),
+                });
             }
-            if inbuf.capacity() - inbuf.len() < READ_CHUNK_BYTES / 4 {
+            if !inbuf.is_empty() && inbuf.capacity() - inbuf.len() < READ_CHUNK_BYTES / 4 {
+                // The rest of a packet is awaited: read it in place.
                 inbuf.reserve(READ_CHUNK_BYTES);
             }
             tokio::select! {
-                r = rd.read_buf(&mut inbuf), if can_read => match r {
+                r = read_into(rd, &mut inbuf), if can_read => match r {
                     Ok(0) => return CloseReason::PeerClosed,
                     Ok(n) => {
-                        Stats::add(&self.hub.stats.bytes_received, n as u64);
+                        Stats::add(&self.ctx.hub.stats.bytes_received, n as u64);
                         last_rx = Instant::now();
                         let handled = match self.decode_all(&mut inbuf, &limits) {
                             Ok(n) => n,
@@ -549,15 +648,17 @@ impl Conn {
                         for _ in 0..handled {
                             tokio::task::consume_budget().await;
                         }
-                        if inbuf.is_empty() && inbuf.capacity() > 4 * READ_CHUNK_BYTES {
-                            // Release a buffer grown for one large packet.
-                            inbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+                        if inbuf.is_empty() {
+                            // Nothing pending: hold no read buffer while the
+                            // client is quiet (see `read_into`).
+                            inbuf = BytesMut::new();
                         }
                         self.drain();
                     }
                     Err(e) => return CloseReason::Io(e.to_string()),
                 },
-                r = wait_durable(journal.as_deref(), self.durable_needed), if !durable => {
+                r = poll_durable(&mut durable_wait), if durable_wait.is_some() => {
+                    durable_wait = None;
                     if r.is_err() {
                         return CloseReason::StoreFailed;
                     }
@@ -565,7 +666,7 @@ impl Conn {
                 r = wr.write_buf(&mut self.out), if durable && !self.out.is_empty() => match r {
                     Ok(0) => return CloseReason::PeerClosed,
                     Ok(n) => {
-                        Stats::add(&self.hub.stats.bytes_sent, n as u64);
+                        Stats::add(&self.ctx.hub.stats.bytes_sent, n as u64);
                         if self.out.is_empty() {
                             // Framed transports (WebSocket) send on flush;
                             // for TCP this is free.
@@ -573,14 +674,17 @@ impl Conn {
                                 return CloseReason::Io(e.to_string());
                             }
                         }
-                        if self.out.is_empty() && self.out.capacity() > 4 * self.cfg.write_buffer_bytes_high {
-                            self.out = BytesMut::with_capacity(256);
-                        }
                         self.drain();
+                        if self.out.is_empty() {
+                            // All sent and nothing more queued: hold no
+                            // output buffer while the connection is quiet.
+                            self.out = BytesMut::new();
+                        }
                     }
                     Err(e) => return CloseReason::Io(e.to_string()),
                 },
-                drained = wait_drained(self.congested.clone(), self.hub.config().backpressure_queue_messages / 2, self.cfg.backpressure_pause_max), if self.congested.is_some() => {
+                drained = poll_slot(&mut drain_wait), if drain_wait.is_some() => {
+                    drain_wait = None;
                     self.end_congestion(drained);
                 }
                 _ = link.woken() => {
@@ -591,17 +695,19 @@ impl Conn {
                         KickReason::ShuttingDown => return CloseReason::ShuttingDown,
                     }
                 }
-                _ = &mut cred_timer, if self.principal.expires_at_ms.is_some() => {
+                _ = poll_slot(&mut cred_timer), if cred_timer.is_some() && self.principal.expires_at_ms.is_some() => {
                     if let Err(why) = self.on_credentials_timer() {
                         return why;
                     }
                     let next = self.credentials_deadline().unwrap_or_else(far);
-                    cred_timer.as_mut().reset(next.into());
+                    if let Some(t) = &mut cred_timer {
+                        t.as_mut().reset(next.into());
+                    }
                 }
                 _ = &mut ka_timer, if !ka_period.is_zero() => {
                     let deadline = last_rx + ka_period;
                     if Instant::now() >= deadline {
-                        Stats::add(&self.hub.stats.keepalive_timeouts, 1);
+                        Stats::add(&self.ctx.hub.stats.keepalive_timeouts, 1);
                         return CloseReason::KeepAliveTimeout;
                     }
                     ka_timer.as_mut().reset(deadline.into());
@@ -630,7 +736,7 @@ impl Conn {
     /// session and publishes the will when the reason calls for it.
     async fn close<W: AsyncWrite + Unpin>(&mut self, why: CloseReason, wr: &mut W) {
         if why.is_violation() {
-            Stats::add(&self.hub.stats.protocol_errors, 1);
+            Stats::add(&self.ctx.hub.stats.protocol_errors, 1);
         }
         if self.v5
             && let Some(code) = why.reason_code()
@@ -647,7 +753,7 @@ impl Conn {
             let ok = matches!(
                 tokio::time::timeout(
                     CLOSE_FLUSH,
-                    wait_durable(self.hub.journal().map(|j| &**j), self.durable_needed)
+                    wait_durable(self.ctx.hub.journal().map(|j| &**j), self.durable_needed)
                 )
                 .await,
                 Ok(Ok(()))
@@ -668,18 +774,18 @@ impl Conn {
             .await;
         }
         let will = if why.publishes_will() {
-            self.will.take()
+            self.will.take().map(|w| *w)
         } else {
             None
         };
-        self.hub.disconnect(
+        self.ctx.hub.disconnect(
             &self.session,
             &self.link,
             will,
             self.expiry_secs,
             Instant::now(),
         );
-        Stats::add_neg(&self.hub.stats.clients_connected);
+        Stats::add_neg(&self.ctx.hub.stats.clients_connected);
         if why.is_violation() {
             tracing::info!(peer = %self.peer, client_id = %self.session.client_id, reason = %why, "client disconnected");
         } else {
@@ -687,7 +793,15 @@ impl Conn {
         }
     }
 
+    /// Gives a released output buffer its initial room before encoding.
+    fn out_room(&mut self) {
+        if self.out.capacity() == 0 {
+            self.out.reserve(OUT_INITIAL_BYTES);
+        }
+    }
+
     fn write(&mut self, p: &Packet) {
+        self.out_room();
         if let Err(e) = codec::encode(p, self.version, &mut self.out) {
             tracing::warn!(error = %e, packet = p.name(), "could not encode a packet");
         }
@@ -764,16 +878,19 @@ impl Conn {
 
     fn on_publish(&mut self, mut p: Publish) -> Result<(), CloseReason> {
         if let Some(alias) = p.properties.topic_alias {
-            if alias == 0 || alias > self.cfg.topic_alias_max {
+            if alias == 0 || alias > self.ctx.cfg.topic_alias_max {
                 return Err(CloseReason::TopicAliasInvalid);
             }
             if p.topic.is_empty() {
-                match self.in_aliases.get(&alias) {
+                match self.aliases.as_ref().and_then(|a| a.incoming.get(&alias)) {
                     Some(t) => p.topic = t.to_string(),
                     None => return Err(CloseReason::ProtocolError("unknown topic alias")),
                 }
             } else {
-                self.in_aliases.insert(alias, Arc::from(p.topic.as_str()));
+                self.aliases
+                    .get_or_insert_default()
+                    .incoming
+                    .insert(alias, Arc::from(p.topic.as_str()));
             }
         }
         let pid = p.packet_id.unwrap_or(0);
@@ -802,7 +919,7 @@ impl Conn {
                 .authenticator
                 .check(&self.principal, &Op::Publish, &p.topic)
         {
-            Stats::add(&self.hub.stats.publishes_denied, 1);
+            Stats::add(&self.ctx.hub.stats.publishes_denied, 1);
             tracing::debug!(client_id = %self.session.client_id, topic = %p.topic, "publish not allowed");
             // v5 says why; 3.1.x cannot, so the message is acknowledged
             // and dropped (as Mosquitto does for an ACL denial).
@@ -827,7 +944,7 @@ impl Conn {
                 self.ack(pid, QoS::ExactlyOnce, reason::SUCCESS);
                 return Ok(());
             }
-            if st.incoming_qos2.len() >= usize::from(self.cfg.receive_maximum) && self.v5 {
+            if st.incoming_qos2.len() >= usize::from(self.ctx.cfg.receive_maximum) && self.v5 {
                 return Err(CloseReason::ReceiveMaximumExceeded);
             }
             st.add_incoming(pid);
@@ -835,7 +952,7 @@ impl Conn {
         }
         let qos = p.qos;
         let msg = self.message_from(p);
-        let code = match self.hub.publish(msg) {
+        let code = match self.ctx.hub.publish(msg) {
             Ok(r) => {
                 if qos != QoS::AtMostOnce {
                     self.durable_needed = self.durable_needed.max(r.durable_seq);
@@ -843,7 +960,7 @@ impl Conn {
                 if let Some(s) = r.congested
                     && self.congested.is_none()
                 {
-                    Stats::add(&self.hub.stats.backpressure_pauses, 1);
+                    Stats::add(&self.ctx.hub.stats.backpressure_pauses, 1);
                     self.congested = Some((s, Instant::now()));
                 }
                 if r.retained_refused {
@@ -943,7 +1060,7 @@ impl Conn {
                     .authenticator
                     .check_subscribe_filter(&self.principal, &f.filter)
             {
-                Stats::add(&self.hub.stats.subscribes_denied, 1);
+                Stats::add(&self.ctx.hub.stats.subscribes_denied, 1);
                 codes.push(if self.v5 {
                     reason::NOT_AUTHORIZED
                 } else {
@@ -957,7 +1074,7 @@ impl Conn {
                 retain_as_published: self.v5 && f.options.retain_as_published,
                 sub_id: s.subscription_identifier,
             };
-            match self.hub.subscribe(&self.session, &f.filter, opts) {
+            match self.ctx.hub.subscribe(&self.session, &f.filter, opts) {
                 Ok(r) => {
                     codes.push(opts.qos);
                     let send = match f.options.retain_handling {
@@ -985,7 +1102,7 @@ impl Conn {
             ..SubAck::default()
         }));
         for (filter, opts) in retained {
-            self.hub.deliver_retained(&self.session, &filter, opts);
+            self.ctx.hub.deliver_retained(&self.session, &filter, opts);
         }
         Ok(())
     }
@@ -1004,7 +1121,7 @@ impl Conn {
                         reason::NO_SUBSCRIPTION_EXISTED
                     };
                 }
-                if self.hub.unsubscribe(&self.session, f) {
+                if self.ctx.hub.unsubscribe(&self.session, f) {
                     reason::SUCCESS
                 } else {
                     reason::NO_SUBSCRIPTION_EXISTED
@@ -1026,7 +1143,7 @@ impl Conn {
                     "session expiry set at DISCONNECT after 0 at CONNECT",
                 ));
             }
-            self.expiry_secs = e.min(self.cfg.session_expiry_max_secs);
+            self.expiry_secs = e.min(self.ctx.cfg.session_expiry_max_secs);
         }
         Err(match d.reason_code {
             reason::NORMAL_DISCONNECTION => CloseReason::ClientDisconnect,
@@ -1056,7 +1173,7 @@ impl Conn {
         let token = std::str::from_utf8(data).map_err(|_| CloseReason::ReauthFailed)?;
         let mut p = self.ctx.auth.token(token).map_err(|e| {
             tracing::info!(client_id = %self.session.client_id, why = %e.why, "re-authentication failed");
-            Stats::add(&self.hub.stats.logins_failed, 1);
+            Stats::add(&self.ctx.hub.stats.logins_failed, 1);
             CloseReason::ReauthFailed
         })?;
         let id = &*self.session.client_id;
@@ -1086,7 +1203,7 @@ impl Conn {
         if let Some((s, _)) = self.congested.take()
             && !drained
         {
-            Stats::add(&self.hub.stats.backpressure_timeouts, 1);
+            Stats::add(&self.ctx.hub.stats.backpressure_timeouts, 1);
             s.state.lock().slow_consumer = true;
         }
     }
@@ -1109,7 +1226,7 @@ impl Conn {
                 .authenticator
                 .check_subscribe_filter(&self.principal, &f)
             {
-                self.hub.unsubscribe(&self.session, &f);
+                self.ctx.hub.unsubscribe(&self.session, &f);
                 tracing::info!(client_id = %self.session.client_id, filter = %f, "subscription dropped: not allowed by the current credentials");
             }
         }
@@ -1168,7 +1285,7 @@ impl Conn {
     /// Moves queued deliveries into the output buffer while it is below
     /// its high-water mark and the window allows.
     fn drain(&mut self) {
-        let high = self.cfg.write_buffer_bytes_high;
+        let high = self.ctx.cfg.write_buffer_bytes_high;
         if self.out.len() >= high {
             return;
         }
@@ -1192,7 +1309,7 @@ impl Conn {
                     dup,
                 }) => {
                     if !self.may_receive(&delivery.msg.topic) {
-                        Stats::add(&self.hub.stats.subscribes_denied, 1);
+                        Stats::add(&self.ctx.hub.stats.subscribes_denied, 1);
                         if let Some(pid) = packet_id {
                             st.abandon(pid);
                         }
@@ -1212,7 +1329,7 @@ impl Conn {
                         ..PubResp::default()
                     }));
                 }
-                NextOutgoing::Expired => Stats::add(&self.hub.stats.dropped_expired, 1),
+                NextOutgoing::Expired => Stats::add(&self.ctx.hub.stats.dropped_expired, 1),
                 NextOutgoing::WindowFull | NextOutgoing::Idle => break,
             }
         }
@@ -1220,7 +1337,7 @@ impl Conn {
             // Stored deliveries, QoS 2 ids and releases go out once durable.
             self.durable_needed = self.durable_needed.max(st.last_op);
         }
-        let low = self.hub.config().backpressure_queue_messages / 2;
+        let low = self.ctx.hub.config().backpressure_queue_messages / 2;
         if queued_before >= low && st.queue.len() < low {
             // Publishers paused on this session may go on.
             session.drained.notify_waiters();
@@ -1272,19 +1389,20 @@ impl Conn {
             match codec::encoded_publish_len(&full, self.version) {
                 Ok(n) if n <= self.client_packet_max => {}
                 _ => {
-                    Stats::add(&self.hub.stats.dropped_too_large, 1);
+                    Stats::add(&self.ctx.hub.stats.dropped_too_large, 1);
                     return false;
                 }
             }
         }
         let mut topic: &str = &msg.topic;
         if self.out_alias_max > 0 {
-            if let Some(&a) = self.out_aliases.get(&msg.topic) {
+            let out = &mut self.aliases.get_or_insert_default().outgoing;
+            if let Some(&a) = out.get(&msg.topic) {
                 props.topic_alias = Some(a);
                 topic = "";
-            } else if self.out_aliases.len() < usize::from(self.out_alias_max) {
-                let a = self.out_aliases.len() as u16 + 1;
-                self.out_aliases.insert(msg.topic.clone(), a);
+            } else if out.len() < usize::from(self.out_alias_max) {
+                let a = out.len() as u16 + 1;
+                out.insert(msg.topic.clone(), a);
                 props.topic_alias = Some(a);
             }
         }
@@ -1297,11 +1415,12 @@ impl Conn {
             properties: &props,
             payload: &msg.payload,
         };
+        self.out_room();
         if let Err(e) = codec::encode_publish(&p, self.version, &mut self.out) {
             tracing::warn!(error = %e, "could not encode a PUBLISH");
             return false;
         }
-        Stats::add(&self.hub.stats.messages_sent, 1);
+        Stats::add(&self.ctx.hub.stats.messages_sent, 1);
         true
     }
 }
@@ -1310,13 +1429,10 @@ impl Conn {
 /// offline): true; or until the pause that began at `since` has lasted
 /// `pause_max`: false.
 async fn wait_drained(
-    congested: Option<(Arc<SessionHandle>, Instant)>,
+    (s, since): (Arc<SessionHandle>, Instant),
     low: usize,
     pause_max: Duration,
 ) -> bool {
-    let Some((s, since)) = congested else {
-        return true;
-    };
     let until = tokio::time::Instant::from_std(since + pause_max);
     loop {
         let notified = s.drained.notified();
@@ -1344,6 +1460,69 @@ async fn wait_durable(
         Some(j) => j.wait_durable(seq).await,
         None => Ok(()),
     }
+}
+
+/// A boxed wait for the durability of journal op `seq`.
+struct DurableWait {
+    seq: u64,
+    wait: Pin<Box<dyn Future<Output = Result<(), tern_hub::StoreFailed>> + Send>>,
+}
+
+/// Polls the durability wait in `slot`; pending while there is none.
+fn poll_durable(
+    slot: &mut Option<DurableWait>,
+) -> impl Future<Output = Result<(), tern_hub::StoreFailed>> + '_ {
+    std::future::poll_fn(move |cx| match slot {
+        Some(w) => w.wait.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
+}
+
+/// Polls the future in `slot`; pending while there is none (a `select!`
+/// branch guarded by `slot.is_some()`).
+fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>) -> impl Future<Output = F::Output> + '_ {
+    std::future::poll_fn(move |cx| match slot {
+        Some(f) => Pin::new(f).poll(cx),
+        None => Poll::Pending,
+    })
+}
+
+/// Bytes read at most into the stack scratch array when no read buffer is
+/// held.
+const SCRATCH_READ_BYTES: usize = 4096;
+
+/// Reads what the client sent into `buf`.
+///
+/// A connection between packets holds no read buffer (4 KiB per idle
+/// connection otherwise): when `buf` has no room, the read goes to a scratch
+/// array on the stack, which lives only during this poll, and the bytes that
+/// arrived are copied into a buffer sized for them. When the scratch array
+/// came back full, more is likely waiting, so the buffer gets room for the
+/// next read to land in place. With room in `buf` (the rest of a packet is
+/// awaited) the read goes there directly.
+fn read_into<'a, R: AsyncRead + Unpin>(
+    rd: &'a mut R,
+    buf: &'a mut BytesMut,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        if buf.capacity() > buf.len() {
+            let read = rd.read_buf(&mut *buf);
+            tokio::pin!(read);
+            return read.poll(cx);
+        }
+        let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH_READ_BYTES];
+        let mut rb = ReadBuf::uninit(&mut scratch);
+        std::task::ready!(Pin::new(&mut *rd).poll_read(cx, &mut rb))?;
+        let got = rb.filled();
+        let room = if got.len() == SCRATCH_READ_BYTES {
+            got.len() + READ_CHUNK_BYTES
+        } else {
+            got.len()
+        };
+        buf.reserve(room);
+        buf.extend_from_slice(got);
+        Poll::Ready(Ok(got.len()))
+    })
 }
 
 async fn write_and_close<W: AsyncWrite + Unpin>(wr: &mut W, bytes: Option<Vec<u8>>) {

@@ -19,11 +19,35 @@ struct Accepted {
     peer: SocketAddr,
     loopback_listener: bool,
     accepted_at: Instant,
+    /// Counts the connection as active until the task ends (or is dropped).
+    _active: ActiveGuard,
+}
+
+/// One active connection in the accept loop's count; released on drop, so
+/// the connection's own future carries it and no wrapper future is needed.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(active: &Arc<AtomicUsize>) -> ActiveGuard {
+        active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(active.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Accepts on `listener` until `shutdown` resolves, running `handle` in a
 /// task per connection. Connections beyond `connections_max` are closed
 /// at once and counted.
+///
+/// The future `handle` returns is spawned as it is: wrapping it in another
+/// `async` block that awaits it would store it twice in the task (once as
+/// the captured value, once as the awaited one), which cost 2.8 KiB per
+/// idle connection.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     ctx: Arc<MqttContext>,
@@ -58,32 +82,34 @@ async fn accept_loop<F, Fut>(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        active.fetch_add(1, Ordering::Relaxed);
-        let conn = handle(
-            Accepted {
-                stream,
-                peer,
-                loopback_listener,
-                accepted_at: Instant::now(),
-            },
-            ctx.clone(),
-        );
-        let active = active.clone();
-        tokio::spawn(async move {
-            conn.await;
-            active.fetch_sub(1, Ordering::Relaxed);
-        });
+        let accepted = Accepted {
+            stream,
+            peer,
+            loopback_listener,
+            accepted_at: Instant::now(),
+            _active: ActiveGuard::new(&active),
+        };
+        tokio::spawn(handle(accepted, ctx.clone()));
     }
+}
+
+/// The task of one MQTT-over-TCP connection.
+fn tcp_connection(a: Accepted, ctx: Arc<MqttContext>) -> impl Future<Output = ()> + Send + 'static {
+    let Accepted {
+        stream,
+        peer,
+        loopback_listener,
+        accepted_at,
+        _active,
+    } = a;
+    let mut transport = Transport::tcp(peer, loopback_listener);
+    transport.accepted_at = accepted_at;
+    connection::serve_holding(stream, transport, ctx, _active)
 }
 
 /// Accepts MQTT connections on `listener` until `shutdown` resolves.
 pub async fn run(listener: TcpListener, ctx: Arc<MqttContext>, shutdown: impl Future<Output = ()>) {
-    accept_loop(listener, ctx, shutdown, |a, ctx| async move {
-        let mut transport = Transport::tcp(a.peer, a.loopback_listener);
-        transport.accepted_at = a.accepted_at;
-        connection::serve(a.stream, transport, ctx).await;
-    })
-    .await
+    accept_loop(listener, ctx, shutdown, tcp_connection).await
 }
 
 /// Accepts MQTT-over-TLS connections on `listener` until `shutdown`
@@ -100,6 +126,7 @@ pub async fn run_tls(
     accept_loop(listener, ctx, shutdown, move |a, ctx| {
         let acceptor = acceptor.clone();
         async move {
+            let _active = a._active;
             let deadline = a.accepted_at + ctx.cfg.connect_timeout;
             match tokio::time::timeout_at(deadline.into(), acceptor.accept(a.stream)).await {
                 Ok(Ok(tls)) => {
@@ -124,4 +151,56 @@ pub async fn run_tls(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spawned task is the connection's future, not a wrapper holding
+    /// it twice (a 2.8 KiB per connection regression once), and that
+    /// future stays small.
+    #[tokio::test]
+    async fn the_connection_task_holds_the_connection_future_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let ctx = Arc::new(MqttContext {
+            hub: tern_hub::Hub::new(Default::default()),
+            cfg: Arc::new(crate::MqttConfig::default()),
+            auth: crate::AuthPolicy::open(),
+        });
+        let serve_size = std::mem::size_of_val(&connection::serve(
+            stream,
+            Transport::tcp(peer, true),
+            ctx.clone(),
+        ));
+        let (stream, peer) = {
+            let _client2 = TcpStream::connect(addr).await.expect("connect");
+            listener.accept().await.expect("accept")
+        };
+        let active = Arc::new(AtomicUsize::new(0));
+        let task = tcp_connection(
+            Accepted {
+                stream,
+                peer,
+                loopback_listener: true,
+                accepted_at: Instant::now(),
+                _active: ActiveGuard::new(&active),
+            },
+            ctx,
+        );
+        let task_size = std::mem::size_of_val(&task);
+        // Every idle connection keeps this much in its task: see
+        // `connection::serve_holding` before raising the bound.
+        assert!(serve_size <= 1024, "connection future {serve_size} B");
+        assert!(
+            task_size < serve_size + 64,
+            "task future {task_size} B for a connection future of {serve_size} B"
+        );
+        assert_eq!(active.load(Ordering::Relaxed), 1);
+        drop(task);
+        assert_eq!(active.load(Ordering::Relaxed), 0);
+    }
 }
