@@ -12,7 +12,10 @@
 //! - `rest`: the channel REST API (publish, history, presence, channel
 //!   details), JSON or MessagePack.
 //! - `sse`: Server-Sent Events on channels, with rewind and resume.
+//! - `assets`: the browser client library `/lib/tern.js` and the live
+//!   channel page `/demo/channel`.
 
+mod assets;
 mod deadline;
 mod realtime;
 pub mod rest;
@@ -64,6 +67,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
             get(rest::presence_history),
         )
         .route("/sse", get(sse::stream))
+        .route("/lib/tern.js", get(assets::tern_js))
+        .route("/demo/channel", get(assets::channel_page))
         .route(
             "/keys/{key_name}/requestToken",
             post(tokens::request_token).layer(axum::extract::DefaultBodyLimit::disable()),

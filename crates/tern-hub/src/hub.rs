@@ -136,6 +136,9 @@ pub struct Published {
     /// Journal sequence number that must be durable before a QoS 1/2
     /// publish is acknowledged; 0 when the publish changed nothing durable.
     pub durable_seq: u64,
+    /// The publish sequence number the message got (`Message::seq`): the
+    /// basis of its serial.
+    pub seq: u64,
 }
 
 /// What a subscribe did.
@@ -853,6 +856,7 @@ impl Hub {
             cell.replace(matched);
             r.map(|mut p| {
                 p.durable_seq = p.durable_seq.max(durable_seq);
+                p.seq = msg.seq;
                 p
             })
         })
@@ -870,6 +874,7 @@ impl Hub {
                 retained_refused,
                 congested: None,
                 durable_seq: 0,
+                seq: 0,
             });
         }
         if !self.config.overlap_deliver_each && matched.len() > 1 {
@@ -933,6 +938,7 @@ impl Hub {
             retained_refused,
             congested,
             durable_seq,
+            seq: 0,
         })
     }
 
