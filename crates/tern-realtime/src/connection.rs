@@ -849,14 +849,9 @@ impl Conn {
         }
         let mut serials = Vec::with_capacity(ready.len());
         for h in ready {
-            // The hub does not return the sequence number it gave the
-            // message: when exactly one publish happened between the two
-            // reads it was ours; otherwise the serial is left out (null).
-            let before = self.hub.last_seq();
             let r = self.hub.publish(h).map_err(ErrorInfo::invalid_channel)?;
-            let after = self.hub.last_seq();
             self.durable_needed = self.durable_needed.max(r.durable_seq);
-            serials.push((after == before + 1).then(|| serial_of(after)));
+            serials.push(Some(serial_of(r.seq)));
         }
         Ok(serials)
     }
