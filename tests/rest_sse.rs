@@ -634,3 +634,46 @@ fn sse_refuses_forbidden_and_invalid_channels() {
     curl(&[&url(&t, &format!("/sse?channels=a%2Bb&accessToken={tok}"))]).assert_error(400, 40010);
     curl(&[&url(&t, &format!("/sse?accessToken={tok}"))]).assert_error(400, 40000);
 }
+
+#[test]
+fn cross_origin_pages_get_cors_headers_and_preflights() {
+    let t = Tern::start(&[]);
+    let r = curl(&[
+        "-X",
+        "OPTIONS",
+        "-H",
+        "origin: https://app.example",
+        "-H",
+        "access-control-request-method: POST",
+        "-H",
+        "access-control-request-headers: authorization, content-type",
+        &url(&t, "/channels/x/messages"),
+    ]);
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert!(
+        r.header("access-control-allow-headers")
+            .is_some_and(|h| h.contains("authorization"))
+    );
+    let r = curl(&[
+        "-H",
+        "origin: https://app.example",
+        &url(&t, "/channels/x/messages"),
+    ]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        r.header("access-control-expose-headers")
+            .is_some_and(|h| h.contains("link"))
+    );
+    // No Origin, no CORS headers.
+    let r = curl(&[&url(&t, "/channels/x/messages")]);
+    assert!(r.header("access-control-allow-origin").is_none());
+}

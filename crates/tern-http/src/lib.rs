@@ -16,6 +16,7 @@
 //!   channel page `/demo/channel`.
 
 mod assets;
+mod cors;
 mod deadline;
 mod realtime;
 pub mod rest;
@@ -73,6 +74,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
             "/keys/{key_name}/requestToken",
             post(tokens::request_token).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .layer(axum::middleware::from_fn(cors::layer))
         .with_state(state)
 }
 
