@@ -413,3 +413,62 @@ fn graceful_restart_keeps_sessions_queues_and_retained() {
     drop(tern);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_will_of_a_client_connected_at_kill9_is_published_after_restart() {
+    let dir = common::temp_dir();
+    let mut tern = Tern::start_in(&dir, "127.0.0.1:0", FLAGS);
+    let port = tern.mqtt.port();
+    setup(port, "will-watch", 1, "crash/will/#");
+    // A persistent device with a will, connected when the server dies.
+    let mut device = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-i",
+            "will-dev",
+            "-c",
+            "-q",
+            "1",
+        ])
+        .args(["-t", "crash/ignored", "--will-topic", "crash/will/dev"])
+        .args(["--will-payload", "device lost", "--will-qos", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub");
+    // Wait until the device's session exists (its subscription is live).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .arg(format!("http://{}/channels/crash%2Fignored", tern.http))
+            .output()
+            .expect("curl");
+        if String::from_utf8_lossy(&out.stdout).contains("\"subscribers\":1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the device never subscribed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tern.kill9();
+    let _ = device.kill();
+    let _ = device.wait();
+    let tern = restart(&dir, port);
+    let lines = Py::spawn(&args(
+        port,
+        "collect",
+        &["--client", "will-watch", "--idle", "2"],
+    ))
+    .finish(Duration::from_secs(60));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "msg 1 crash/will/dev device lost"),
+        "the will was not published after the restart: {lines:?}"
+    );
+    drop(tern);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -701,3 +701,338 @@ async fn raw_echo_false_resume_and_in_band_auth() {
     );
     closes(&mut ws).await;
 }
+
+// ---------------------------------------------------------------------------
+// Rewind, resume, idempotent publishing
+// ---------------------------------------------------------------------------
+
+/// Publishes `payload` on `topic` over MQTT 5 (QoS 1, PUBACK awaited).
+async fn mqtt_publish(
+    c: &rumqttc::v5::AsyncClient,
+    el: &mut rumqttc::v5::EventLoop,
+    topic: &str,
+    payload: &str,
+    retain: bool,
+) {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    c.publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
+        .await
+        .unwrap();
+    poll5(el, |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
+}
+
+/// Publishes over REST (`POST /channels/{name}/messages`) with curl.
+fn rest_publish(t: &Tern, channel: &str, data: &str) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["-u", ROOT, "-H", "content-type: application/json", "-d"])
+        .arg(json!({ "data": data }).to_string())
+        .arg(format!(
+            "http://{}/channels/{}/messages",
+            t.http,
+            channel.replace('/', "%2F")
+        ))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201", "REST publish");
+}
+
+fn datas(all: &[Value]) -> Vec<String> {
+    events(all, "message")
+        .iter()
+        .map(|m| m["data"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_rewind_replays_history_then_live_and_the_retained_message() {
+    let t = Tern::start(&["--key", ROOT, "--history", "hist/#=100/3600"]);
+    let (c, mut el) = mqtt5(&t, "rewind-pub").await;
+    poll5(&mut el, |p| {
+        matches!(p, rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_)).then_some(())
+    })
+    .await;
+    let port = t.http.port().to_string();
+    for (name, channel, param) in [
+        ("hist/q", "[?rewind=3]hist/q", None),
+        ("hist/p", "hist/p", Some("3")),
+    ] {
+        // Five messages in history, over MQTT and REST.
+        for i in 1..=3 {
+            mqtt_publish(&c, &mut el, name, &format!("m{i}"), false).await;
+        }
+        for i in 4..=5 {
+            tokio::task::block_in_place(|| rest_publish(&t, name, &format!("m{i}")));
+        }
+        let mut args = vec!["rewind", &port, "json", ROOT, channel, "5"];
+        args.extend(param);
+        let mut node = Node::spawn(&args);
+        let ready = tokio::task::block_in_place(|| node.event());
+        assert_eq!(ready["event"], "ready");
+        assert_eq!(ready["hasBacklog"], true, "{ready}");
+        if param.is_some() {
+            assert_eq!(ready["params"], json!({"rewind": "3"}));
+        }
+        // Live after the replay: no gap, no duplicate.
+        mqtt_publish(&c, &mut el, name, "live1", false).await;
+        tokio::task::block_in_place(|| rest_publish(&t, name, "live2"));
+        let all = tokio::task::block_in_place(|| node.finish());
+        assert_eq!(
+            datas(&all),
+            ["m3", "m4", "m5", "live1", "live2"],
+            "{channel}"
+        );
+        let serials: Vec<&str> = events(&all, "message")
+            .iter()
+            .map(|m| m["serial"].as_str().unwrap())
+            .collect();
+        assert!(serials.windows(2).all(|w| w[0] < w[1]), "{serials:?}");
+    }
+
+    // No history for this channel, but a retained MQTT message: rewind=1
+    // gets it (the last message of the channel).
+    mqtt_publish(&c, &mut el, "ret/x", "kept", true).await;
+    mqtt_publish(&c, &mut el, "ret/x", "not-retained", false).await;
+    let all = tokio::task::block_in_place(|| {
+        run_node(&["rewind", &port, "msgpack", ROOT, "[?rewind=1]ret/x", "1"])
+    });
+    assert_eq!(datas(&all), ["kept"]);
+    assert_eq!(one(&all, "ready")["hasBacklog"], true);
+}
+
+/// A TCP proxy in front of the server that the test can cut: every open
+/// pipe is closed (the server sees the socket go) and new connections
+/// wait until `release`.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    /// (cut epoch, holding new connections)
+    ctl: tokio::sync::watch::Sender<(u64, bool)>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Proxy {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (ctl, _) = tokio::sync::watch::channel((0u64, false));
+        let tx = ctl.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = l.accept().await {
+                let mut rx = tx.subscribe();
+                tokio::spawn(async move {
+                    let Ok(epoch) = rx.wait_for(|s| !s.1).await.map(|s| s.0) else {
+                        return;
+                    };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = rx.wait_for(|s| s.0 != epoch) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, ctl }
+    }
+
+    /// Closes every pipe; holds new connections.
+    fn cut(&self) {
+        self.ctl.send_modify(|s| *s = (s.0 + 1, true));
+    }
+
+    fn release(&self) {
+        self.ctl.send_modify(|s| s.1 = false);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_resume_after_the_socket_drops_replays_what_was_missed_once() {
+    let t = Tern::start(&["--key", ROOT, "--history", "res/#=100/3600"]);
+    let proxy = Proxy::start(t.http).await;
+    let (c, mut el) = mqtt5(&t, "resume-pub").await;
+    poll5(&mut el, |p| {
+        matches!(p, rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_)).then_some(())
+    })
+    .await;
+    let port = proxy.addr.port().to_string();
+    for format in ["json", "msgpack"] {
+        let channel = format!("res/{format}");
+        let mut node = Node::spawn(&["resume", &port, format, ROOT, &channel, "2", "7"]);
+        let ready = tokio::task::block_in_place(|| node.event());
+        assert_eq!(ready["event"], "ready");
+        for i in 1..=2 {
+            mqtt_publish(&c, &mut el, &channel, &format!("m{i}"), false).await;
+        }
+        assert_eq!(
+            tokio::task::block_in_place(|| node.event())["event"],
+            "before"
+        );
+        // The socket drops; published while the client is away.
+        proxy.cut();
+        for i in 3..=5 {
+            mqtt_publish(&c, &mut el, &channel, &format!("m{i}"), false).await;
+        }
+        proxy.release();
+        let re = tokio::task::block_in_place(|| node.event());
+        assert_eq!(re["event"], "reattached", "{re}");
+        assert_eq!(
+            re["id"], ready["id"],
+            "the same connectionId (RTN15c6): {re}"
+        );
+        assert_eq!(re["errorCode"], Value::Null, "{re}");
+        assert_eq!(re["resumed"], true, "RESUMED: {re}");
+        for i in 6..=7 {
+            mqtt_publish(&c, &mut el, &channel, &format!("m{i}"), false).await;
+        }
+        let all = tokio::task::block_in_place(|| node.finish());
+        assert_eq!(
+            datas(&all),
+            ["m1", "m2", "m3", "m4", "m5", "m6", "m7"],
+            "{format}: each message once, in order"
+        );
+    }
+}
+
+/// The connectionKey of a CONNECTED.
+fn key_of(c: &Value) -> String {
+    c["connectionDetails"]["connectionKey"]
+        .as_str()
+        .expect("connectionKey")
+        .to_owned()
+}
+
+/// The next frame is the echo of a HEARTBEAT with `id` (nothing else came
+/// before it).
+async fn nothing_before_ping(ws: &mut Ws, id: &str) {
+    send(ws, json!({"action": 0, "id": id})).await;
+    let f = next_pm(ws).await.expect("HEARTBEAT echo");
+    assert_eq!(f, json!({"action": 0, "id": id}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_resume_keeps_the_connection_and_a_resent_msg_serial_is_acked_once() {
+    let t = server();
+    let (mut sub, _) = connected(&t).await;
+    send(&mut sub, json!({"action": 10, "channel": "rs"})).await;
+    assert_eq!(next_pm(&mut sub).await.unwrap()["action"], 11);
+
+    let (mut ws, c) = connected(&t).await;
+    let id = c["connectionId"].clone();
+    send(
+        &mut ws,
+        json!({"action": 15, "channel": "rs", "msgSerial": 0, "messages": [{"data": "first"}]}),
+    )
+    .await;
+    let a = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (a["action"].clone(), a["msgSerial"].clone()),
+        (json!(1), json!(0))
+    );
+    let serial0 = a["res"][0]["serials"][0].clone();
+    assert!(serial0.is_string(), "{a}");
+    // The socket goes without CLOSE; the client resumes.
+    drop(ws);
+    let mut ws = raw(
+        &t,
+        &format!("key={ROOT}&format=json&v=6&resume={}", key_of(&c)),
+    )
+    .await;
+    let c2 = next_pm(&mut ws).await.unwrap();
+    assert_eq!(c2["action"], 4, "{c2}");
+    assert_eq!(c2["connectionId"], id, "the same connection: {c2}");
+    assert_eq!(c2["error"], Value::Null, "no error on a resume: {c2}");
+    // msgSerial 0 again (its ACK was lost, say): ACKed with the same
+    // serial, not published twice (RTN19a); 1 is new.
+    send(
+        &mut ws,
+        json!({"action": 15, "channel": "rs", "msgSerial": 0, "messages": [{"data": "first"}]}),
+    )
+    .await;
+    let a = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (
+            a["action"].clone(),
+            a["msgSerial"].clone(),
+            a["res"][0]["serials"][0].clone()
+        ),
+        (json!(1), json!(0), serial0.clone())
+    );
+    send(
+        &mut ws,
+        json!({"action": 15, "channel": "rs", "msgSerial": 1, "messages": [{"data": "second"}]}),
+    )
+    .await;
+    let a = next_pm(&mut ws).await.unwrap();
+    assert_eq!(
+        (a["action"].clone(), a["msgSerial"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_ne!(a["res"][0]["serials"][0], serial0);
+
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = next_pm(&mut sub).await.expect("MESSAGE");
+        assert_eq!(m["action"], 15, "{m}");
+        for x in m["messages"].as_array().unwrap() {
+            got.push(x["data"].clone());
+        }
+    }
+    assert_eq!(got, [json!("first"), json!("second")]);
+    nothing_before_ping(&mut sub, "after-resume").await;
+
+    // CLOSE ends the state: the key no longer resumes.
+    send(&mut ws, json!({"action": 7})).await;
+    assert_eq!(next_pm(&mut ws).await.unwrap()["action"], 8);
+    let mut ws = raw(
+        &t,
+        &format!("key={ROOT}&format=json&v=6&resume={}", key_of(&c)),
+    )
+    .await;
+    let c3 = next_pm(&mut ws).await.unwrap();
+    assert_eq!(c3["error"]["code"], 80008, "{c3}");
+    assert_ne!(c3["connectionId"], id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_repeated_message_id_is_delivered_once() {
+    let t = server();
+    let (mut sub, _) = connected(&t).await;
+    send(&mut sub, json!({"action": 10, "channel": "idem"})).await;
+    assert_eq!(next_pm(&mut sub).await.unwrap()["action"], 11);
+    let (mut ws, _) = connected(&t).await;
+    let mut serials = Vec::new();
+    for s in 0..3 {
+        send(
+            &mut ws,
+            json!({"action": 15, "channel": "idem", "msgSerial": s,
+                   "messages": [{"id": "fixed:0", "data": "once"}]}),
+        )
+        .await;
+        let a = next_pm(&mut ws).await.unwrap();
+        assert_eq!(
+            (a["action"].clone(), a["msgSerial"].clone()),
+            (json!(1), json!(s))
+        );
+        serials.push(a["res"][0]["serials"][0].clone());
+    }
+    assert!(serials.iter().all(|s| *s == serials[0]), "{serials:?}");
+    let m = next_pm(&mut sub).await.unwrap();
+    assert_eq!(
+        (
+            m["messages"][0]["data"].clone(),
+            m["messages"][0]["id"].clone()
+        ),
+        (json!("once"), json!("fixed:0"))
+    );
+    assert_eq!(m["messages"].as_array().map(Vec::len), Some(1));
+    nothing_before_ping(&mut sub, "after-dups").await;
+}

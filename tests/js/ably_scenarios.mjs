@@ -14,6 +14,13 @@
 //   badkey KEY                 connect with a wrong key
 //   subscribe KEY CHANNEL N    print N messages received on CHANNEL
 //   publish KEY CHANNEL        publish a fixed set of messages on CHANNEL
+//   rewind KEY CHANNEL N [R]   attach to CHANNEL (with params {rewind: R}
+//                              when R is given), print the attach flags
+//                              and N messages
+//   resume KEY CHANNEL B N     subscribe, take B messages, then (the test
+//                              drops the transport) wait to reconnect and
+//                              re-attach, print the connection id and
+//                              RESUMED, then N messages in all
 import * as Ably from 'ably';
 
 const [scenario, port, format, ...args] = process.argv.slice(2);
@@ -87,6 +94,13 @@ async function publishSet(channel) {
     'publish headers',
   ));
   return results;
+}
+
+// Waits until `got` holds `n` items; `wake` is set to the waker.
+function until(got, n, setWake, what, ms = WAIT_MS) {
+  return within((async () => {
+    while (got.length < n) await new Promise((r) => { setWake(r); });
+  })(), what, ms);
 }
 
 const scenarios = {
@@ -185,6 +199,44 @@ const scenarios = {
     await within((async () => {
       while (got.length < Number(count)) await new Promise((r) => { wake = r; });
     })(), `${count} messages`, 20_000);
+    for (const m of got) out('message', describe(m));
+    await closeAll(c);
+  },
+
+  async rewind(key, channelName, count, rewindParam) {
+    const c = client({ key, clientId: 'rewinder' });
+    const opts = rewindParam ? { params: { rewind: rewindParam } } : {};
+    const ch = c.channels.get(channelName, opts);
+    const got = [];
+    let wake;
+    const change = await within(ch.subscribe((m) => { got.push(m); if (wake) wake(); }), 'subscribe');
+    out('ready', { hasBacklog: change?.hasBacklog ?? null, resumed: change?.resumed ?? null, params: ch.params ?? null });
+    await until(got, Number(count), (w) => { wake = w; }, `${count} messages`, 20_000);
+    for (const m of got) out('message', describe(m));
+    await closeAll(c);
+  },
+
+  async resume(key, channelName, before, total) {
+    const c = client({ key, clientId: 'resumer', disableConnectivityCheck: true });
+    const ch = c.channels.get(channelName);
+    const got = [];
+    let wake;
+    const attaches = [];
+    ch.on('attached', (change) => { attaches.push(change); if (wake) wake(); });
+    await within(ch.subscribe((m) => { got.push(m); if (wake) wake(); }), 'subscribe');
+    await connected(c);
+    const firstId = c.connection.id;
+    out('ready', { id: firstId });
+    await until(got, Number(before), (w) => { wake = w; }, `${before} messages`);
+    const states = [];
+    c.connection.on((s) => states.push(s.current));
+    out('before', { count: got.length });
+    await within(c.connection.once('disconnected'), 'the transport drops', 20_000);
+    await within(c.connection.once('connected'), 'reconnected', 20_000);
+    // The channel re-attaches on the new transport.
+    await until(attaches, 2, (w) => { wake = w; }, 're-attached', 20_000);
+    out('reattached', { id: c.connection.id, firstId, resumed: attaches[1].resumed, errorCode: c.connection.errorReason?.code ?? null, states });
+    await until(got, Number(total), (w) => { wake = w; }, `${total} messages`, 20_000);
     for (const m of got) out('message', describe(m));
     await closeAll(c);
   },

@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::history::{HistoryRules, HistoryStore};
 use crate::index::{Subscriber, SubscriptionIndex};
-use crate::journal::{EntryRecord, Journal, SessionRecord, StoreOp, Stored};
+use crate::journal::{EntryRecord, Journal, SessionRecord, StoreOp, Stored, StoredWill};
 use crate::message::{Delivery, Message, Qos};
 use crate::retained::RetainedStore;
 use crate::session::{
@@ -315,6 +315,7 @@ impl Hub {
 
     /// The record of a persistent session, as it is now.
     fn session_record(
+        &self,
         session: &SessionHandle,
         st: &SessionState,
         disconnected_at_ms: Option<u64>,
@@ -325,13 +326,40 @@ impl Hub {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
+        let will = match (&st.will, &st.pending_will) {
+            (Some(w), _) if st.owner.is_some() => Some(StoredWill {
+                msg: w.msg.clone(),
+                delay_secs: w.delay_secs,
+                due_ms: None,
+            }),
+            (_, Some(p)) => Some(StoredWill {
+                msg: p.1.clone(),
+                delay_secs: 0,
+                due_ms: Some(self.wall_ms(p.0)),
+            }),
+            _ => None,
+        };
         SessionRecord {
             sid: session.id,
             client_id: session.client_id.to_string(),
             expiry_secs: st.expiry_secs,
             disconnected_at_ms,
             subscriptions,
+            will,
         }
+    }
+
+    /// Records the will of the connection now attached to `session`, so a
+    /// restart publishes it (the restart lost that connection). The
+    /// adapter still publishes it itself when the connection ends.
+    /// Only persistent sessions keep it (others end with the server).
+    pub fn set_will(&self, session: &SessionHandle, will: Option<&Will>) {
+        let mut st = session.state.lock();
+        if st.journal.is_none() {
+            return;
+        }
+        st.will = will.map(|w| Box::new(w.clone()));
+        self.save_session(session, &mut st);
     }
 
     /// Writes the session's record (after a change of subscriptions,
@@ -345,7 +373,7 @@ impl Hub {
         } else {
             Some(unix_ms())
         };
-        let rec = Hub::session_record(session, st, at);
+        let rec = self.session_record(session, st, at);
         if let Some(j) = &st.journal {
             st.last_op = st.last_op.max(j.push(StoreOp::PutSession(rec)));
         }
@@ -491,6 +519,7 @@ impl Hub {
         st.generation += 1;
         st.expiry_secs = expiry_secs;
         st.pending_will = None;
+        st.will = None;
         if session_present {
             st.prepare_resume();
         }
@@ -536,10 +565,7 @@ impl Hub {
         }
         st.owner = None;
         st.expiry_secs = expiry_secs;
-        if expiry_secs > 0 {
-            // Expiry counts from now, across restarts too.
-            self.set_persistence(session, &mut st);
-        }
+        st.will = None;
         session.set_connected(false);
         // Publishers paused on this session stop waiting for it.
         session.drained.notify_waiters();
@@ -559,19 +585,22 @@ impl Hub {
             let at = now + Duration::from_secs(u64::from(expiry_secs));
             timers.push((at, TimerEvent::Expire(session.clone(), generation)));
         }
+        let mut will_now = None;
         if let Some(w) = will {
             let delay = w.delay_secs.min(expiry_secs);
             if delay == 0 {
-                drop(st);
-                self.publish_will(w.msg);
+                will_now = Some(w.msg);
             } else {
                 let at = now + Duration::from_secs(u64::from(delay));
                 st.pending_will = Some(Box::new((at, w.msg)));
                 timers.push((at, TimerEvent::Will(session.clone(), generation)));
-                drop(st);
             }
-        } else {
-            drop(st);
+        }
+        // Expiry (and a pending will) count from now, across restarts too.
+        self.set_persistence(session, &mut st);
+        drop(st);
+        if let Some(m) = will_now {
+            self.publish_will(m);
         }
         let mut t = self.timers.lock();
         for (at, ev) in timers {
@@ -758,6 +787,17 @@ impl Hub {
             );
         }
         n
+    }
+
+    /// The retained message of channel `topic` (an exact name, not a
+    /// filter), unless it has expired.
+    pub fn retained(&self, topic: &str) -> Option<Arc<Message>> {
+        let now = Instant::now();
+        self.retained
+            .read()
+            .get(topic)
+            .filter(|m| !m.is_expired(now))
+            .cloned()
     }
 
     /// Number of retained messages.
@@ -1022,6 +1062,8 @@ impl Hub {
             }
             self.stats.retained.store(r.len() as u64, Ordering::Relaxed);
         }
+        // Wills due now: published once every session is back.
+        let mut wills_now = Vec::new();
         for rs in rec.sessions {
             let SessionRecord {
                 sid,
@@ -1029,6 +1071,7 @@ impl Hub {
                 expiry_secs,
                 disconnected_at_ms,
                 subscriptions,
+                will,
             } = rs.record;
             max_id = max_id.max(sid);
             let left_ms = match (expiry_secs, disconnected_at_ms) {
@@ -1044,6 +1087,11 @@ impl Hub {
             if left_ms == Some(0) || expiry_secs == 0 {
                 journal.push(StoreOp::DeleteSession { sid });
                 self.stats.sessions_expired.fetch_add(1, Ordering::Relaxed);
+                // The session ended while the server was down: its will
+                // goes out now [MQTT-3.1.3-9: at the session's end].
+                if let Some(w) = will {
+                    wills_now.push(w.msg);
+                }
                 continue;
             }
             let session = Arc::new(SessionHandle::new(
@@ -1090,9 +1138,27 @@ impl Hub {
                     .subscriptions
                     .store(idx.len() as u64, Ordering::Relaxed);
                 drop(idx);
+                // A will: pending when it left, or its connection's, lost
+                // with the server (due after its delay from now).
+                if let Some(w) = will {
+                    let delay_ms = match w.due_ms {
+                        Some(due) => due.saturating_sub(now_ms),
+                        None => u64::from(w.delay_secs.min(expiry_secs)) * 1000,
+                    };
+                    if delay_ms == 0 {
+                        wills_now.push(w.msg);
+                    } else {
+                        let at = now + Duration::from_millis(delay_ms);
+                        st.pending_will = Some(Box::new((at, w.msg)));
+                        let seq = self.next_id();
+                        self.timers
+                            .lock()
+                            .insert((at, seq), TimerEvent::Will(session.clone(), st.generation));
+                    }
+                }
                 // Record when it left, so expiry keeps counting.
                 let at = disconnected_at_ms.unwrap_or(now_ms);
-                let record = Hub::session_record(&session, &st, Some(at));
+                let record = self.session_record(&session, &st, Some(at));
                 journal.push(StoreOp::PutSession(record));
                 if let Some(ms) = left_ms {
                     let seq = self.next_id();
@@ -1109,6 +1175,9 @@ impl Hub {
                 .store(sessions.len() as u64, Ordering::Relaxed);
         }
         self.next_id.fetch_max(max_id + 1, Ordering::Relaxed);
+        for m in wills_now {
+            self.publish_will(m);
+        }
     }
 
     /// The queue length of `session` (for back-pressure checks).

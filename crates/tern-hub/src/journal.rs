@@ -83,7 +83,37 @@ pub struct SessionRecord {
     pub disconnected_at_ms: Option<u64>,
     /// Raw filter → options.
     pub subscriptions: Vec<(String, SubOptions)>,
+    /// The will of the connection attached (published after a restart,
+    /// since the server's end lost that connection), or a will waiting
+    /// for its delay after the connection left.
+    pub will: Option<StoredWill>,
 }
+
+/// A will as stored with its session.
+#[derive(Debug, Clone)]
+pub struct StoredWill {
+    pub msg: Message,
+    /// Will delay of the attached connection's will.
+    pub delay_secs: u32,
+    /// When a pending will is due (ms since the Unix epoch); `None` while
+    /// its connection is attached.
+    pub due_ms: Option<u64>,
+}
+
+impl PartialEq for StoredWill {
+    fn eq(&self, o: &StoredWill) -> bool {
+        self.delay_secs == o.delay_secs
+            && self.due_ms == o.due_ms
+            && self.msg.topic == o.msg.topic
+            && self.msg.payload == o.msg.payload
+            && self.msg.qos == o.msg.qos
+            && self.msg.retain == o.msg.retain
+            && self.msg.props == o.msg.props
+            && self.msg.expiry == o.msg.expiry
+    }
+}
+
+impl Eq for StoredWill {}
 
 /// One stored delivery of a persistent session.
 #[derive(Debug, Clone, PartialEq, Eq)]

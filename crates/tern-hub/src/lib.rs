@@ -35,7 +35,7 @@ pub use hub::{
     Attached, ConnectError, EXPIRY_NEVER, Hub, HubConfig, PublishError, PublishOnce, Published,
     Recovered, RecoveredSession, SubscribeError, Subscribed, Will, unix_ms,
 };
-pub use journal::{EntryRecord, Journal, SessionRecord, StoreFailed, StoreOp, Stored};
+pub use journal::{EntryRecord, Journal, SessionRecord, StoreFailed, StoreOp, Stored, StoredWill};
 pub use message::{Delivery, Message, MessageProps, Qos};
 pub use session::{
     ConnLink, KickReason, NextOutgoing, OutState, Outgoing, QueueFullPolicy, SessionHandle,

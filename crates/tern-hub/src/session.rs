@@ -125,6 +125,10 @@ pub struct SessionState {
     /// A will waiting for its delay (or the session's end): when, and what.
     /// Boxed: every session holds this field, few hold a will.
     pub pending_will: Option<Box<(Instant, crate::message::Message)>>,
+    /// The attached connection's will, kept for the store (a restart
+    /// publishes it: the connection was lost). The connection holds its
+    /// own copy to publish when it closes.
+    pub will: Option<Box<crate::hub::Will>>,
     /// A publisher's back-pressure pause on this session timed out: it is a
     /// slow consumer and stops pausing publishers until its queue drains
     /// below half the back-pressure mark (its queue policy applies instead).

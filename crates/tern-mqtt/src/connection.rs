@@ -469,6 +469,10 @@ impl Conn {
                 return None;
             }
         };
+        if let Some(w) = &will {
+            // Stored with a persistent session: a restart publishes it.
+            hub.set_will(&attached.session, Some(w));
+        }
 
         let client_rm = c.properties.receive_maximum.unwrap_or(u16::MAX);
         let window = usize::from(cfg.inflight_max.min(client_rm)).max(1);

@@ -33,8 +33,19 @@ pub struct RealtimeConfig {
     /// Nothing at all (not even a pong) from the client for this long ends
     /// the connection.
     pub client_silence_max: Duration,
-    /// Sent to clients as `connectionStateTtl`.
+    /// How long the state of a connection lost without CLOSE is kept for
+    /// `resume` (sent to clients as `connectionStateTtl`).
     pub connection_state_ttl: Duration,
+    /// Lost connections whose state is kept for `resume` at once; the
+    /// oldest is forgotten beyond.
+    pub resume_states_max: usize,
+    /// Most messages replayed per channel on a resumed attach (after the
+    /// client's `channelSerial`); more means the gap was not covered (no
+    /// RESUMED).
+    pub resume_replay_max: usize,
+    /// Most messages a `rewind` replays per channel (a larger count is
+    /// reduced to this).
+    pub rewind_max: usize,
     /// After a connection is lost without CLOSE, its presence members stay
     /// this long before an implicit LEAVE.
     pub presence_leave_grace: Duration,
@@ -59,6 +70,9 @@ impl Default for RealtimeConfig {
             max_idle_interval: Duration::from_secs(15),
             client_silence_max: Duration::from_secs(60),
             connection_state_ttl: Duration::from_secs(120),
+            resume_states_max: 10_000,
+            resume_replay_max: 1000,
+            rewind_max: 100,
             presence_leave_grace: Duration::from_secs(15),
             sync_page_members: 100,
             client_id_bytes_max: 256,

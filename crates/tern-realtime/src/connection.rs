@@ -17,8 +17,8 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tern_auth::{Op, Principal, PrincipalKind};
 use tern_hub::{
-    ConnLink, Hub, KickReason, NextOutgoing, Outgoing, SessionHandle, Stats, SubOptions,
-    SubscribeError,
+    ConnLink, HistoryQuery, Hub, KickReason, NextOutgoing, Outgoing, PublishOnce, SessionHandle,
+    Stats, SubOptions, SubscribeError,
 };
 
 use crate::message::{
@@ -26,7 +26,8 @@ use crate::message::{
     PublishResult, action, channel_name, flags, presence_action, serial_of,
 };
 use crate::presence::Mailbox;
-use crate::{ConnectParams, Origin, Realtime};
+use crate::resume::{Answer, Answers, Parked, PendingLeave};
+use crate::{ConnectParams, Origin, Realtime, Rewind};
 
 type Sink = SplitSink<WebSocket, Frame>;
 
@@ -34,6 +35,9 @@ type Sink = SplitSink<WebSocket, Frame>;
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 /// Messages merged into one MESSAGE frame for a subscriber at most.
 const MESSAGES_PER_FRAME_MAX: usize = 100;
+/// Payload bytes replayed from history on one attach at most (rewind or
+/// resume); a resume replay cut short is not RESUMED.
+const REPLAY_BYTES_MAX: usize = 8 << 20;
 
 /// How a connection ends; decides the last frame and what happens to its
 /// presence members.
@@ -41,13 +45,13 @@ const MESSAGES_PER_FRAME_MAX: usize = 100;
 enum End {
     /// CLOSE: CLOSED, members leave now.
     Closed,
-    /// The socket went, DISCONNECT, or the client fell silent: members
-    /// leave after the grace period.
+    /// The socket went, DISCONNECT, or the client fell silent: the state
+    /// is kept for `resume`; members leave after the grace period unless
+    /// the connection is resumed first.
     Lost,
     /// ERROR without a channel, then close: members leave now.
     Fatal(ErrorInfo),
-    /// DISCONNECTED (the client reconnects): members leave after the grace
-    /// period.
+    /// DISCONNECTED (the client reconnects and resumes): as `Lost`.
     Disconnected(ErrorInfo),
 }
 
@@ -81,7 +85,7 @@ pub async fn serve(socket: WebSocket, params: ConnectParams, origin: Origin, rt:
         send_and_close(&mut sink, &pm, format).await;
         return;
     }
-    let conn = match Conn::open(&rt, &params, &origin, format) {
+    let conn = match Conn::open(&rt, &params, &origin, format).await {
         Ok(c) => c,
         Err(e) => {
             Stats::add(&hub.stats.connects_refused, 1);
@@ -118,8 +122,8 @@ fn frame(pm: &ProtocolMessage, format: Format) -> Frame {
 fn random_id(n: usize) -> String {
     let mut b = vec![0u8; n];
     if getrandom::fill(&mut b).is_err() {
-        // No system randomness: unique but guessable; connection keys are
-        // not credentials for anything here (resume is not served).
+        // No system randomness: unique but guessable. A connection key
+        // resumes a connection only with the same credentials and clientId.
         let t = tern_hub::unix_ms().to_le_bytes();
         for (i, x) in b.iter_mut().enumerate() {
             *x = t[i % t.len()] ^ (i as u8);
@@ -221,6 +225,9 @@ struct Attachment {
     hub: String,
     /// Granted mode flags.
     modes: u64,
+    /// Last sequence number replayed from history on attach: live
+    /// deliveries up to it are duplicates.
+    skip_to: u64,
 }
 
 /// A connection after CONNECTED.
@@ -231,8 +238,7 @@ struct Conn {
     peer: std::net::SocketAddr,
     /// Public id, in every message it publishes.
     connection_id: String,
-    /// Private key (`resume` sends it back; resume is answered with a new
-    /// connection).
+    /// Private key (`resume` sends it back).
     connection_key: String,
     session: Arc<SessionHandle>,
     link: Arc<ConnLink>,
@@ -265,10 +271,18 @@ struct Conn {
     ping: bool,
     /// Numbers SYNC sequences.
     syncs: u64,
+    /// Answers to the msgSerials received (a resent one is answered
+    /// again, not processed twice).
+    answers: Answers,
+    /// After a resume: the channel strings attached before, whose
+    /// re-attach may be RESUMED (bounded like `attached`).
+    resumable: HashSet<String>,
+    /// After a resume: when the previous transport was lost.
+    lost_at: Option<Instant>,
 }
 
 impl Conn {
-    fn open(
+    async fn open(
         rt: &Arc<Realtime>,
         params: &ConnectParams,
         origin: &Origin,
@@ -276,7 +290,24 @@ impl Conn {
     ) -> Result<Conn, ErrorInfo> {
         let (principal, client_id, wildcard) = authenticate(rt, params, origin)?;
         let hub = rt.ctx.hub.clone();
-        let connection_id = random_id(9);
+        let asked = params.resume.as_deref().or(params.recover.as_deref());
+        let mut resumed = None;
+        if let Some(key) = asked {
+            // The same identity only (the credentials were just checked).
+            resumed = rt
+                .resumes
+                .claim(key)
+                .await
+                .filter(|p| p.client_id == client_id)
+                .map(|p| (key.to_owned(), p));
+        }
+        let (connection_id, connection_key) = match &resumed {
+            Some((key, p)) => (p.connection_id.clone(), key.clone()),
+            None => {
+                let id = random_id(9);
+                (id.clone(), format!("{}!{id}", random_id(12)))
+            }
+        };
         let attached = hub
             .connect(&format!("\0rt:{connection_id}"), true, 0, Instant::now())
             .map_err(|e| ErrorInfo::new(50000, 500, e.to_string()))?;
@@ -287,7 +318,7 @@ impl Conn {
             hub: hub.clone(),
             format,
             peer: origin.peer,
-            connection_key: format!("{}!{connection_id}", random_id(12)),
+            connection_key,
             connection_id,
             mailbox: Mailbox::new(attached.link.clone(), rt.cfg.presence_events_queued_max),
             session: attached.session,
@@ -304,17 +335,37 @@ impl Conn {
             durable_needed: 0,
             ping: false,
             syncs: 0,
+            answers: Answers::default(),
+            resumable: HashSet::new(),
+            lost_at: None,
         };
         let mut connected = conn.connected();
-        if params.resume.is_some() || params.recover.is_some() {
-            // Connection state is not kept across transports: a new
-            // connection, and the client re-attaches (RTN15c7).
+        if let Some((_, p)) = resumed {
+            // RTN15c6: the same connection, no error. Presence members
+            // stay unless their implicit leave already ran; a channel
+            // whose members left is not RESUMED (the client re-enters).
+            let kept = p.pending_leave.lock().take();
+            let left = kept.is_none();
+            conn.entered = kept.unwrap_or_default();
+            conn.answers = p.answers;
+            conn.lost_at = Some(p.lost_at);
+            conn.resumable = p
+                .attached
+                .into_iter()
+                .filter(|(_, hub)| !(left && p.entered.contains(hub)))
+                .map(|(raw, _)| raw)
+                .collect();
+            tracing::debug!(connection_id = %conn.connection_id, "realtime connection resumed");
+        } else if asked.is_some() {
+            // Unknown or expired: a new connection, and the client
+            // re-attaches (RTN15c7).
             connected.error = Some(ErrorInfo::new(
                 80008,
                 400,
                 "unable to recover the connection: a new connection was made",
             ));
         }
+        rt.resumes.register(&conn.connection_key, conn.link.clone());
         conn.push(connected);
         Stats::add(&hub.stats.clients_connected, 1);
         Stats::add(&hub.stats.connections_total, 1);
@@ -372,7 +423,7 @@ impl Conn {
                     None | Some(Err(_)) => return End::Lost,
                     Some(Ok(f)) => {
                         last_rx = Instant::now();
-                        if let Err(end) = self.on_frame(f) {
+                        if let Err(end) = self.on_frame(f).await {
                             return end;
                         }
                         if let Err(end) = self.drain() {
@@ -471,7 +522,7 @@ impl Conn {
         Some(Instant::now() + Duration::from_millis(left))
     }
 
-    fn on_frame(&mut self, f: Frame) -> Result<(), End> {
+    async fn on_frame(&mut self, f: Frame) -> Result<(), End> {
         let (bytes, format): (&[u8], Format) = match &f {
             Frame::Text(t) => (t.as_bytes(), Format::Json),
             Frame::Binary(b) => (b, Format::Msgpack),
@@ -495,10 +546,10 @@ impl Conn {
             Stats::add(&self.hub.stats.protocol_errors, 1);
             End::Fatal(e.to_error_info())
         })?;
-        self.on_message(pm)
+        self.on_message(pm).await
     }
 
-    fn on_message(&mut self, pm: ProtocolMessage) -> Result<(), End> {
+    async fn on_message(&mut self, pm: ProtocolMessage) -> Result<(), End> {
         match pm.action {
             action::HEARTBEAT => {
                 self.push(ProtocolMessage {
@@ -511,7 +562,7 @@ impl Conn {
             action::CONNECT | action::ACTIVATE => Ok(()),
             action::DISCONNECT => Err(End::Lost),
             action::CLOSE => Err(End::Closed),
-            action::ATTACH => self.on_attach(pm),
+            action::ATTACH => self.on_attach(pm).await,
             action::DETACH => self.on_detach(pm),
             action::MESSAGE => self.on_publish(pm),
             action::PRESENCE => self.on_presence(pm),
@@ -557,12 +608,28 @@ impl Conn {
         })
     }
 
-    fn on_attach(&mut self, pm: ProtocolMessage) -> Result<(), End> {
+    async fn on_attach(&mut self, pm: ProtocolMessage) -> Result<(), End> {
         let raw = Conn::required_channel(&pm)?;
         let name = match channel_name(&raw) {
             Ok(n) => n.to_owned(),
             Err(e) => {
                 self.channel_error(&raw, e);
+                return Ok(());
+            }
+        };
+        let rewind = match Rewind::of_attach(&raw, pm.params.as_ref(), self.rt.cfg.rewind_max) {
+            Ok(r) => r,
+            Err(v) => {
+                self.channel_error(
+                    &raw,
+                    ErrorInfo::new(
+                        40003,
+                        400,
+                        format!(
+                            "rewind {v:?}: expected a number of messages or a period (30s, 2m)"
+                        ),
+                    ),
+                );
                 return Ok(());
             }
         };
@@ -632,6 +699,25 @@ impl Conn {
             self.attached.remove(&raw);
             self.unsubscribe_unused(&name);
         }
+        let was_attached = self.attached.contains_key(&raw);
+        // Subscribed first, then history read: nothing is lost in between
+        // and live copies of replayed messages are skipped.
+        let (replay, covered) = if modes & flags::SUBSCRIBE == 0 {
+            (Vec::new(), false)
+        } else if let Some(after) = pm
+            .channel_serial
+            .as_deref()
+            .filter(|_| !was_attached)
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+        {
+            // RTL4c1/RTN15c6: what it missed after its last serial.
+            self.replay_after(&name, after).await
+        } else if let Some(r) = rewind.filter(|_| !was_attached) {
+            (self.rewind(&name, r).await, false)
+        } else {
+            (Vec::new(), false)
+        };
+        let resumed = self.resumable.remove(&raw) && covered;
         let members = if modes & flags::PRESENCE_SUBSCRIBE != 0 {
             Some(
                 self.rt
@@ -642,20 +728,200 @@ impl Conn {
             self.rt.presence.unwatch(&name, &self.connection_id, &raw);
             None
         };
-        self.attached
-            .insert(raw.clone(), Attachment { hub: name, modes });
+        let skip_to = match replay.last() {
+            Some(m) => m.seq,
+            // A repeat ATTACH keeps skipping what it replayed.
+            None => self.attached.get(&raw).map_or(0, |a| a.skip_to),
+        };
+        self.attached.insert(
+            raw.clone(),
+            Attachment {
+                hub: name,
+                modes,
+                skip_to,
+            },
+        );
         let has_presence = members.as_ref().is_some_and(|m| !m.is_empty());
+        let mut f = modes;
+        if has_presence {
+            f |= flags::HAS_PRESENCE;
+        }
+        if !replay.is_empty() {
+            f |= flags::HAS_BACKLOG;
+        }
+        if resumed {
+            f |= flags::RESUMED;
+        }
+        // The params in effect: the rewind asked for in `params`.
+        let params = pm
+            .params
+            .as_ref()
+            .and_then(|p| p.get("rewind"))
+            .filter(|_| rewind.is_some())
+            .map(|v| serde_json::json!({ "rewind": v }));
         self.push(ProtocolMessage {
             action: action::ATTACHED,
             channel: Some(raw.clone()),
-            flags: Some(modes | if has_presence { flags::HAS_PRESENCE } else { 0 }),
+            flags: Some(f),
             channel_serial: Some(serial_of(self.hub.last_seq())),
+            params,
             ..ProtocolMessage::default()
         });
-        if let Some(m) = members.filter(|m| !m.is_empty()) {
-            self.push_sync(&raw, m);
+        match members {
+            Some(m) if !m.is_empty() => self.push_sync(&raw, m),
+            // A resumed channel's member list is refreshed all the same
+            // (presence events while it was away are not replayed).
+            Some(_) if resumed => self.push(ProtocolMessage {
+                action: action::SYNC,
+                channel: Some(raw.clone()),
+                presence: Some(Vec::new()),
+                ..ProtocolMessage::default()
+            }),
+            _ => {}
         }
+        self.push_replay(&raw, &replay);
         Ok(())
+    }
+
+    /// Waits (bounded) until every message published so far is readable
+    /// from history: history is written by the store's writer, after the
+    /// publish.
+    async fn history_settled(&self) {
+        if let Some(j) = self.hub.journal() {
+            let upto = j.last_pushed();
+            let _ = tokio::time::timeout(self.rt.cfg.write_timeout, j.wait_durable(upto)).await;
+        }
+    }
+
+    /// Drops messages this connection may not see again: its own when it
+    /// connected with `echo=false`.
+    fn replayable(&self, m: &tern_hub::Message) -> bool {
+        self.echo || m.origin.as_deref() != Some(&*self.session.client_id)
+    }
+
+    /// Messages of `name` after sequence number `after`, oldest first, and
+    /// whether they are all of them (history kept everything since).
+    async fn replay_after(&self, name: &str, after: u64) -> (Vec<Arc<tern_hub::Message>>, bool) {
+        let (Some(h), Some(rule)) = (
+            self.hub.history(),
+            self.hub.config().history.for_channel(name).cloned(),
+        ) else {
+            return (Vec::new(), false);
+        };
+        self.history_settled().await;
+        let max = self.rt.cfg.resume_replay_max;
+        let q = HistoryQuery {
+            channel: name.to_owned(),
+            start_ms: None,
+            end_ms: None,
+            limit: max.saturating_add(1),
+            forwards: true,
+            after_seq: Some(after),
+        };
+        let mut msgs = match h.query(&q) {
+            Ok(p) => p.messages,
+            Err(e) => {
+                tracing::warn!(channel = %name, error = %e, "history unreadable for a resume");
+                return (Vec::new(), false);
+            }
+        };
+        // Everything since is there when fewer than the rule keeps came
+        // back (older ones are dropped first) and none aged out since the
+        // connection was lost.
+        let mut covered = msgs.len() <= max
+            && msgs.len() < rule.messages as usize
+            && self.lost_at.is_none_or(|t| t.elapsed() < rule.age);
+        msgs.truncate(max);
+        let mut bytes = 0;
+        let cut = msgs.iter().position(|m| {
+            bytes += m.payload.len();
+            bytes > REPLAY_BYTES_MAX
+        });
+        if let Some(i) = cut {
+            msgs.truncate(i);
+            covered = false;
+        }
+        msgs.retain(|m| self.replayable(m));
+        (msgs, covered)
+    }
+
+    /// The messages a `rewind` asks for, oldest first: from history when
+    /// the channel keeps it, else its retained MQTT message (the last
+    /// message of a channel without history).
+    async fn rewind(&self, name: &str, r: Rewind) -> Vec<Arc<tern_hub::Message>> {
+        let now_ms = tern_hub::unix_ms();
+        let since_ms = |d: std::time::Duration| now_ms.saturating_sub(d.as_millis() as u64);
+        let keeps = self.hub.config().history.for_channel(name).is_some();
+        let mut msgs = match (self.hub.history(), keeps) {
+            (Some(h), true) => {
+                self.history_settled().await;
+                let (limit, start_ms) = match r {
+                    Rewind::Count(0) => return Vec::new(),
+                    Rewind::Count(n) => (n, None),
+                    Rewind::Since(d) => (self.rt.cfg.rewind_max, Some(since_ms(d))),
+                };
+                let q = HistoryQuery {
+                    channel: name.to_owned(),
+                    start_ms,
+                    end_ms: None,
+                    limit,
+                    forwards: false,
+                    after_seq: None,
+                };
+                match h.query(&q) {
+                    Ok(p) => {
+                        let mut m = p.messages;
+                        m.reverse();
+                        m
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %name, error = %e, "history unreadable for a rewind");
+                        Vec::new()
+                    }
+                }
+            }
+            _ => {
+                let m = self.hub.retained(name).filter(|m| match r {
+                    Rewind::Count(n) => n > 0,
+                    Rewind::Since(d) => self.hub.wall_ms(m.received_at) >= since_ms(d),
+                });
+                m.into_iter().collect()
+            }
+        };
+        let mut bytes = 0;
+        // Keep the newest within the byte bound.
+        let keep_from = msgs
+            .iter()
+            .rposition(|m| {
+                bytes += m.payload.len();
+                bytes > REPLAY_BYTES_MAX
+            })
+            .map_or(0, |i| i + 1);
+        msgs.drain(..keep_from);
+        msgs.retain(|m| self.replayable(m));
+        msgs
+    }
+
+    /// Replayed messages as MESSAGE frames on `channel`.
+    fn push_replay(&mut self, channel: &str, msgs: &[Arc<tern_hub::Message>]) {
+        for chunk in msgs.chunks(MESSAGES_PER_FRAME_MAX) {
+            let Some(last) = chunk.last() else { continue };
+            let messages: Vec<wire::Message> = chunk
+                .iter()
+                .map(|m| {
+                    self.out_bytes += m.payload.len() + 100;
+                    wire::Message::from_hub(m, self.hub.wall_ms(m.received_at))
+                })
+                .collect();
+            Stats::add(&self.hub.stats.messages_sent, messages.len() as u64);
+            self.push(ProtocolMessage {
+                action: action::MESSAGE,
+                channel: Some(channel.to_owned()),
+                channel_serial: Some(serial_of(last.seq)),
+                messages: Some(messages),
+                ..ProtocolMessage::default()
+            });
+        }
     }
 
     /// The members as SYNC pages; the last has an empty cursor (RTP18).
@@ -731,6 +997,11 @@ impl Conn {
     }
 
     fn nack(&mut self, serial: i64, e: ErrorInfo) {
+        self.answers.record(serial, Answer::Nack(e.clone()));
+        self.push_nack(serial, e);
+    }
+
+    fn push_nack(&mut self, serial: i64, e: ErrorInfo) {
         self.push(ProtocolMessage {
             action: action::NACK,
             msg_serial: Some(serial),
@@ -743,6 +1014,27 @@ impl Conn {
     /// Acknowledges `serial`, merged into the previous ACK when it
     /// directly precedes it.
     fn ack(&mut self, serial: i64, res: Option<PublishResult>) {
+        self.answers.record(serial, Answer::Ack(res.clone()));
+        self.push_ack(serial, res);
+    }
+
+    /// A msgSerial already answered, sent again (after a resume, RTN19a):
+    /// the same answer again, nothing published twice. Returns false for a
+    /// new msgSerial.
+    fn answer_again(&mut self, serial: i64) -> bool {
+        if serial > self.answers.high {
+            return false;
+        }
+        match self.answers.get(serial).cloned() {
+            Some(Answer::Ack(res)) => self.push_ack(serial, res),
+            Some(Answer::Nack(e)) => self.push_nack(serial, e),
+            // Too old to remember the serials: acknowledged all the same.
+            None => self.push_ack(serial, None),
+        }
+        true
+    }
+
+    fn push_ack(&mut self, serial: i64, res: Option<PublishResult>) {
         if let Some(last) = self.out.last_mut()
             && last.action == action::ACK
             && last
@@ -796,6 +1088,9 @@ impl Conn {
 
     fn on_publish(&mut self, pm: ProtocolMessage) -> Result<(), End> {
         let serial = Conn::required_serial(&pm)?;
+        if self.answer_again(serial) {
+            return Ok(());
+        }
         let raw = Conn::required_channel(&pm)?;
         match self.publish(&raw, pm.messages.unwrap_or_default()) {
             Ok(serials) => self.ack(serial, Some(PublishResult { serials })),
@@ -849,15 +1144,29 @@ impl Conn {
         }
         let mut serials = Vec::with_capacity(ready.len());
         for h in ready {
-            let r = self.hub.publish(h).map_err(ErrorInfo::invalid_channel)?;
-            self.durable_needed = self.durable_needed.max(r.durable_seq);
-            serials.push(Some(serial_of(r.seq)));
+            // A message id already published on the channel within the
+            // dedup window is not published again; its serial is the
+            // first one's.
+            match self
+                .hub
+                .publish_once(h)
+                .map_err(ErrorInfo::invalid_channel)?
+            {
+                PublishOnce::Published(r, seq) => {
+                    self.durable_needed = self.durable_needed.max(r.durable_seq);
+                    serials.push(Some(serial_of(seq)));
+                }
+                PublishOnce::Duplicate(seq) => serials.push(Some(serial_of(seq))),
+            }
         }
         Ok(serials)
     }
 
     fn on_presence(&mut self, pm: ProtocolMessage) -> Result<(), End> {
         let serial = Conn::required_serial(&pm)?;
+        if self.answer_again(serial) {
+            return Ok(());
+        }
         let raw = Conn::required_channel(&pm)?;
         match self.presence(&raw, serial, pm.presence.unwrap_or_default()) {
             Ok(()) => self.ack(serial, None),
@@ -1047,7 +1356,9 @@ impl Conn {
         let targets: Vec<String> = self
             .attached
             .iter()
-            .filter(|(_, a)| a.hub == *msg.topic && a.modes & flags::SUBSCRIBE != 0)
+            .filter(|(_, a)| {
+                a.hub == *msg.topic && a.modes & flags::SUBSCRIBE != 0 && msg.seq > a.skip_to
+            })
             .map(|(k, _)| k.clone())
             .collect();
         if targets.is_empty() {
@@ -1107,29 +1418,50 @@ impl Conn {
         }
         self.hub
             .disconnect(&self.session, &self.link, None, 0, Instant::now());
+        let mut attached = HashMap::with_capacity(self.attached.len());
         for (raw, a) in self.attached.drain() {
             self.rt.presence.unwatch(&a.hub, &self.connection_id, &raw);
+            attached.insert(raw, a.hub);
         }
-        let entered: Vec<String> = self.entered.drain().collect();
-        let leave_now = matches!(end, End::Closed | End::Fatal(_));
-        if !entered.is_empty() {
-            let rt = self.rt.clone();
-            let id = self.connection_id.clone();
-            let leave = move || {
-                let now = tern_hub::unix_ms();
-                for ch in &entered {
-                    rt.presence.leave_connection(ch, &id, now);
-                }
-            };
-            if leave_now {
-                leave();
-            } else {
+        let entered: HashSet<String> = std::mem::take(&mut self.entered);
+        let keep = matches!(end, End::Lost | End::Disconnected(_));
+        if !keep {
+            self.rt.resumes.forget(&self.connection_key, &self.link);
+            let now = tern_hub::unix_ms();
+            for ch in &entered {
+                self.rt
+                    .presence
+                    .leave_connection(ch, &self.connection_id, now);
+            }
+        } else {
+            // Members leave after the grace period unless a resume takes
+            // them back first.
+            let pending: PendingLeave = Arc::new(parking_lot::Mutex::new(Some(entered.clone())));
+            if !entered.is_empty() {
+                let rt = self.rt.clone();
+                let id = self.connection_id.clone();
                 let grace = self.rt.cfg.presence_leave_grace;
+                let pending = pending.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(grace).await;
-                    leave();
+                    let left = pending.lock().take();
+                    let now = tern_hub::unix_ms();
+                    for ch in left.iter().flatten() {
+                        rt.presence.leave_connection(ch, &id, now);
+                    }
                 });
             }
+            let parked = Parked::new(
+                self.connection_id.clone(),
+                self.client_id.clone(),
+                std::mem::take(&mut self.answers),
+                attached,
+                entered,
+                pending,
+            );
+            self.rt
+                .resumes
+                .park(&self.connection_key, &self.link, parked);
         }
         Stats::add_neg(&self.hub.stats.clients_connected);
         tracing::debug!(peer = %self.peer, connection_id = %self.connection_id, reason = ?end, "realtime connection closed");

@@ -13,6 +13,7 @@
 //! - `config`: [`RealtimeConfig`], every bound with its default.
 //! - `params`: the WebSocket connect query ([`ConnectParams`]).
 //! - `presence`: [`Presence`], members per channel and their watchers.
+//! - `resume`: connection state kept for `resume` ([`resume::Resumes`]).
 //! - `connection`: one WebSocket connection's task.
 
 #![forbid(unsafe_code)]
@@ -22,13 +23,14 @@ pub mod connection;
 pub mod message;
 pub mod params;
 pub mod presence;
+pub mod resume;
 
 pub use config::RealtimeConfig;
 pub use message::{
     Data, DecodeError, ErrorInfo, Extras, Format, Message, PresenceMessage, ProtocolMessage,
     channel_name, id_of, serial_of,
 };
-pub use params::ConnectParams;
+pub use params::{ConnectParams, Rewind};
 pub use presence::Presence;
 
 use std::net::SocketAddr;
@@ -48,6 +50,9 @@ pub struct Realtime {
     pub cfg: RealtimeConfig,
     /// Presence members of every channel.
     pub presence: Presence,
+    /// Live connection keys and the state of lost connections, for
+    /// `resume`.
+    pub resumes: resume::Resumes,
 }
 
 /// How a WebSocket reached the server.
@@ -66,7 +71,13 @@ impl Realtime {
     /// The realtime side over `ctx`'s hub and authentication.
     pub fn new(ctx: Arc<MqttContext>, cfg: RealtimeConfig) -> Arc<Realtime> {
         let presence = Presence::new(cfg.presence_members_per_channel_max);
-        Arc::new(Realtime { ctx, cfg, presence })
+        let resumes = resume::Resumes::new(cfg.connection_state_ttl, cfg.resume_states_max);
+        Arc::new(Realtime {
+            ctx,
+            cfg,
+            presence,
+            resumes,
+        })
     }
 
     /// The presence members of `channel` (a channel string; any `[?...]`

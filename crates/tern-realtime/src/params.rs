@@ -1,4 +1,7 @@
-//! The WebSocket connect query (ABLY-PROTOCOL.md §2).
+//! The WebSocket connect query (ABLY-PROTOCOL.md §2) and channel params
+//! (`rewind`).
+
+use std::time::Duration;
 
 /// Connect parameters as the SDKs send them. Unknown parameters (`agent`,
 /// `rnd`, `transportParams` extras) are ignored.
@@ -61,9 +64,102 @@ impl ConnectParams {
     }
 }
 
+/// A `rewind` channel param: replay the last N messages, or those of the
+/// last period, on attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewind {
+    /// The last N messages.
+    Count(usize),
+    /// The messages received within this period before the attach.
+    Since(Duration),
+}
+
+impl Rewind {
+    /// Parses `N` (messages, reduced to `max`) or `Ns` / `Nm` / `Nh` (a
+    /// period, up to a day). `None` for anything else.
+    pub fn parse(v: &str, max: usize) -> Option<Rewind> {
+        let v = v.trim();
+        if let Ok(n) = v.parse::<u64>() {
+            return Some(Rewind::Count(
+                usize::try_from(n).unwrap_or(usize::MAX).min(max),
+            ));
+        }
+        let unit = match v.chars().last()? {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return None,
+        };
+        let n: u64 = v[..v.len() - 1].parse().ok()?;
+        let secs = n.checked_mul(unit)?;
+        (secs <= 86_400).then(|| Rewind::Since(Duration::from_secs(secs)))
+    }
+
+    /// The rewind asked for by an ATTACH: `params.rewind` (a string or a
+    /// number), else a `[?rewind=...]` qualifier of the channel string.
+    /// `Ok(None)` when neither is there; `Err` with the offending text for
+    /// a value that does not parse.
+    pub fn of_attach(
+        channel: &str,
+        params: Option<&serde_json::Value>,
+        max: usize,
+    ) -> Result<Option<Rewind>, String> {
+        let from_params = params.and_then(|p| p.get("rewind")).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        let given = from_params.or_else(|| {
+            let q = channel.strip_prefix("[?")?.split_once(']')?.0;
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("rewind="))
+                .map(str::to_owned)
+        });
+        match given {
+            None => Ok(None),
+            Some(v) => Rewind::parse(&v, max).map(Some).ok_or(v),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewind_values() {
+        assert_eq!(Rewind::parse("3", 100), Some(Rewind::Count(3)));
+        assert_eq!(Rewind::parse("1000", 100), Some(Rewind::Count(100)));
+        assert_eq!(
+            Rewind::parse("30s", 100),
+            Some(Rewind::Since(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            Rewind::parse("2m", 100),
+            Some(Rewind::Since(Duration::from_secs(120)))
+        );
+        for bad in ["", "x", "-1", "3d", "s", "99999h"] {
+            assert_eq!(Rewind::parse(bad, 100), None, "{bad}");
+        }
+        let p = serde_json::json!({"rewind": "2"});
+        assert_eq!(
+            Rewind::of_attach("ch", Some(&p), 100),
+            Ok(Some(Rewind::Count(2)))
+        );
+        assert_eq!(
+            Rewind::of_attach("[?delta=x&rewind=10s]ch", None, 100),
+            Ok(Some(Rewind::Since(Duration::from_secs(10))))
+        );
+        assert_eq!(Rewind::of_attach("[?delta=x]ch", None, 100), Ok(None));
+        assert_eq!(
+            Rewind::of_attach("ch", Some(&serde_json::Value::Null), 100),
+            Ok(None)
+        );
+        assert_eq!(
+            Rewind::of_attach("[?rewind=zz]ch", None, 100),
+            Err("zz".to_owned())
+        );
+    }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

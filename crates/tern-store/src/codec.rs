@@ -6,7 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tern_hub::{EntryRecord, Message, MessageProps, OutState, SessionRecord, SubOptions};
+use tern_hub::{
+    EntryRecord, Message, MessageProps, OutState, SessionRecord, StoredWill, SubOptions,
+};
 
 const FORMAT: u8 = 1;
 
@@ -292,7 +294,7 @@ pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Co
     })
 }
 
-pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
+pub fn encode_session(s: &SessionRecord, now: Instant, now_ms: u64) -> Vec<u8> {
     let mut w = W(Vec::with_capacity(32 + s.client_id.len()));
     w.u8(FORMAT);
     w.bytes(s.client_id.as_bytes());
@@ -317,10 +319,30 @@ pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
             None => w.u8(0),
         }
     }
+    match &s.will {
+        Some(will) => {
+            w.u8(1);
+            w.bytes(&encode_message(&will.msg, now, now_ms));
+            w.u32(will.delay_secs);
+            match will.due_ms {
+                Some(t) => {
+                    w.u8(1);
+                    w.u64(t);
+                }
+                None => w.u8(0),
+            }
+        }
+        None => w.u8(0),
+    }
     w.0
 }
 
-pub fn decode_session(sid: u64, b: &[u8]) -> Result<SessionRecord, Corrupt> {
+pub fn decode_session(
+    sid: u64,
+    b: &[u8],
+    now: Instant,
+    now_ms: u64,
+) -> Result<SessionRecord, Corrupt> {
     let mut r = R { b, what: "session" };
     r.format()?;
     let client_id = r.string()?;
@@ -351,12 +373,31 @@ pub fn decode_session(sid: u64, b: &[u8]) -> Result<SessionRecord, Corrupt> {
             },
         ));
     }
+    let will = match r.u8()? {
+        0 => None,
+        1 => {
+            let msg = decode_message(r.bytes()?, now, now_ms)?;
+            let delay_secs = r.u32()?;
+            let due_ms = match r.u8()? {
+                0 => None,
+                1 => Some(r.u64()?),
+                _ => return Err(r.err("bad option tag")),
+            };
+            Some(StoredWill {
+                msg,
+                delay_secs,
+                due_ms,
+            })
+        }
+        _ => return Err(r.err("bad option tag")),
+    };
     Ok(SessionRecord {
         sid,
         client_id,
         expiry_secs,
         disconnected_at_ms,
         subscriptions,
+        will,
     })
 }
 
@@ -512,16 +553,19 @@ mod tests {
         fn session_round_trips(
             client_id in "[a-z0-9]{0,12}", expiry_secs in any::<u32>(),
             at in proptest::option::of(any::<u64>()),
+            will in proptest::option::of((arb_message(), any::<u32>(), proptest::option::of(any::<u64>()))),
             subs in proptest::collection::vec(("[a-z/+#]{1,10}", 0u8..3, any::<bool>(), any::<bool>(), proptest::option::of(1u32..1000)), 0..4),
         ) {
             let s = SessionRecord {
                 sid: 5, client_id, expiry_secs, disconnected_at_ms: at,
                 subscriptions: subs.into_iter().map(|(f, qos, nl, rap, id)| (f, SubOptions { qos, no_local: nl, retain_as_published: rap, sub_id: id })).collect(),
+                will: will.map(|(msg, delay_secs, due_ms)| StoredWill { msg, delay_secs, due_ms }),
             };
-            let b = encode_session(&s);
-            prop_assert_eq!(decode_session(5, &b).unwrap(), s);
+            let now = Instant::now();
+            let b = encode_session(&s, now, 1_000_000);
+            prop_assert_eq!(decode_session(5, &b, now, 1_000_000).unwrap(), s);
             for n in 0..b.len() {
-                prop_assert!(decode_session(5, &b[..n]).is_err());
+                prop_assert!(decode_session(5, &b[..n], now, 1_000_000).is_err());
             }
         }
     }

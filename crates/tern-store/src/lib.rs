@@ -227,7 +227,7 @@ impl Store {
                 continue;
             };
             max_key = max_key.max(sid);
-            match codec::decode_session(sid, &v) {
+            match codec::decode_session(sid, &v, now, now_ms) {
                 Ok(record) => {
                     sessions.insert(
                         sid,
@@ -474,7 +474,7 @@ impl Store {
                     w.put(
                         Space::Sessions,
                         codec::key8(r.sid).to_vec(),
-                        codec::encode_session(&r),
+                        codec::encode_session(&r, now, now_ms),
                     );
                 }
                 StoreOp::DeleteSession { sid } => {

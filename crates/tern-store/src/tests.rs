@@ -320,6 +320,7 @@ fn expiry_counts_across_restarts() {
         expiry_secs: 3600,
         disconnected_at_ms: Some(unix_ms() - 7_200_000),
         subscriptions: vec![("t".into(), opts(1))],
+        will: None,
     };
     r.journal.push(StoreOp::PutSession(rec.clone()));
     // And one that left 10 s ago with a one-hour expiry stays.
@@ -623,5 +624,83 @@ fn history_older_than_the_rule_age_is_dropped() {
     r.hub.publish(Message::new("chat:a", "new", 0)).unwrap();
     r.settle();
     assert_eq!(query(&r, "chat:a", 10, true, None).0, vec!["new"]);
+    r.stop();
+}
+
+fn watcher(r: &Running, id: &str) -> Arc<SessionHandle> {
+    let w = r.hub.connect(id, false, 3600, Instant::now()).unwrap();
+    r.hub.subscribe(&w.session, "will/#", opts(1)).unwrap();
+    r.hub
+        .disconnect(&w.session, &w.link, None, 3600, Instant::now());
+    w.session
+}
+
+#[test]
+fn the_will_of_a_connection_lost_with_the_server_is_published_after_restart() {
+    let dir = Tmp::new("will-crash");
+    let r = start(&dir.0);
+    watcher(&r, "watch");
+    let a = r.hub.connect("dev", false, 3600, Instant::now()).unwrap();
+    let will = tern_hub::Will {
+        msg: Message::new("will/dev", "offline", 1),
+        delay_secs: 0,
+    };
+    r.hub.set_will(&a.session, Some(&will));
+    // A second device that disconnects normally: its will is gone.
+    let b = r.hub.connect("dev2", false, 3600, Instant::now()).unwrap();
+    r.hub.set_will(&b.session, Some(&will));
+    r.hub
+        .disconnect(&b.session, &b.link, None, 3600, Instant::now());
+    // The server stops with "dev" still connected.
+    r.stop();
+    let r = start(&dir.0);
+    let w = r.hub.connect("watch", false, 3600, Instant::now()).unwrap();
+    let out = sends(&w.session);
+    assert_eq!(payloads(&out), vec!["offline"]);
+    for o in &out {
+        if let Outgoing::Publish {
+            packet_id: Some(p), ..
+        } = o
+        {
+            assert!(w.session.state.lock().on_ack(*p));
+        }
+    }
+    r.hub
+        .disconnect(&w.session, &w.link, None, 3600, Instant::now());
+    r.stop();
+    // Published once: not again after another restart.
+    let r = start(&dir.0);
+    let w = r.hub.connect("watch", false, 3600, Instant::now()).unwrap();
+    assert!(payloads(&sends(&w.session)).is_empty());
+    r.stop();
+}
+
+#[test]
+fn a_delayed_will_keeps_its_delay_across_restart() {
+    let dir = Tmp::new("will-delay");
+    let r = start(&dir.0);
+    watcher(&r, "watch");
+    let a = r.hub.connect("dev", false, 3600, Instant::now()).unwrap();
+    let will = tern_hub::Will {
+        msg: Message::new("will/dev", "late", 1),
+        delay_secs: 600,
+    };
+    r.hub.set_will(&a.session, Some(&will));
+    // The connection is lost: the will waits 600 s.
+    r.hub
+        .disconnect(&a.session, &a.link, Some(will), 3600, Instant::now());
+    r.stop();
+    let r = start(&dir.0);
+    let now = Instant::now();
+    r.hub.tick(now + Duration::from_secs(590));
+    let w = r.hub.connect("watch", false, 3600, now).unwrap();
+    assert!(
+        payloads(&sends(&w.session)).is_empty(),
+        "not before its delay"
+    );
+    r.hub.disconnect(&w.session, &w.link, None, 3600, now);
+    r.hub.tick(now + Duration::from_secs(601));
+    let w = r.hub.connect("watch", false, 3600, now).unwrap();
+    assert_eq!(payloads(&sends(&w.session)), vec!["late"]);
     r.stop();
 }
