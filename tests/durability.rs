@@ -137,7 +137,8 @@ fn messages(lines: &[String]) -> Vec<(u8, String, u64)> {
             let mut it = l.strip_prefix("msg ")?.splitn(3, ' ');
             let qos = it.next()?.parse().ok()?;
             let topic = it.next()?.to_string();
-            let n = it.next()?.parse().ok()?;
+            // The number leads the payload (padding may follow).
+            let n = it.next()?.split(' ').next()?.parse().ok()?;
             Some((qos, topic, n))
         })
         .collect()
@@ -471,4 +472,118 @@ fn the_will_of_a_client_connected_at_kill9_is_published_after_restart() {
     );
     drop(tern);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tmpfs of `mb` MiB mounted at a fresh directory (needs root, as
+/// scripts/test runs); unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(mb: u32) -> SmallDisk {
+        let dir = common::temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(
+            st.success(),
+            "the disk-full test mounts a small tmpfs and needs root (scripts/test runs as root)"
+        );
+        SmallDisk(dir)
+    }
+
+    fn grow(&self, mb: u32) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={mb}m")])
+            .arg(&self.0)
+            .status()
+            .expect("mount");
+        assert!(st.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_stops_acknowledgements_with_quota_exceeded_and_loses_nothing() {
+    let disk = SmallDisk::mount(3);
+    let data = disk.0.join("data");
+    let mut tern = Tern::start_in(&data, "127.0.0.1:0", FLAGS);
+    let port = tern.mqtt.port();
+    setup(port, "full-sub", 1, "full/#");
+    // Publish 1 KiB messages to the persistent subscriber until the disk
+    // is full: the publisher is disconnected with 0x97 (quota exceeded).
+    let lines = Py::spawn(&args(
+        port,
+        "publish",
+        &[
+            "--client", "full-pub", "--qos", "1", "--topic", "full/t", "--count", "100000",
+            "--pad", "1024", "--mqtt5",
+        ],
+    ))
+    .finish(Duration::from_secs(120));
+    let acked: BTreeSet<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("acked ")?.parse().ok())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l == "disconnected 151"),
+        "no DISCONNECT 0x97: {:?}",
+        &lines[lines.len().saturating_sub(3)..]
+    );
+    assert!(acked.len() > 100, "only {} acknowledged", acked.len());
+    // Clients that need no durability are unaffected (QoS 0, clean).
+    let sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "free/t",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let st = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "free/t",
+            "-m",
+            "still here",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "still here");
+    // With room again, a restart delivers every acknowledged message.
+    tern.kill9();
+    disk.grow(64);
+    let tern = restart(&data, port);
+    let lines = Py::spawn(&args(
+        port,
+        "collect",
+        &["--client", "full-sub", "--idle", "3"],
+    ))
+    .finish(Duration::from_secs(120));
+    let got: Vec<u64> = messages(&lines).into_iter().map(|m| m.2).collect();
+    check_delivery("after a full disk", &got, &acked, false);
+    drop(tern);
 }

@@ -17,6 +17,8 @@ Modes (each prints one line per event, flushed, for the Rust test to read):
 """
 
 import argparse
+import random
+import string
 import sys
 import threading
 import time
@@ -29,13 +31,16 @@ def out(line):
     sys.stdout.flush()
 
 
-def client(cid, clean):
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=cid,
-        clean_session=clean,
-        protocol=mqtt.MQTTv311,
-    )
+def client(cid, clean, v5=False):
+    if v5:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    else:
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=cid,
+            clean_session=clean,
+            protocol=mqtt.MQTTv311,
+        )
     c.max_inflight_messages_set(20)
     c.max_queued_messages_set(0)
     c.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
@@ -58,7 +63,7 @@ def setup(a):
 
 
 def publish(a):
-    c = client(a.client, True)
+    c = client(a.client, True, a.mqtt5)
     lock = threading.Condition()
     # mid -> number; acknowledgements may arrive before publish() returns
     # the mid, so those are parked in "early". paho calls on_publish with
@@ -74,8 +79,10 @@ def publish(a):
         if n is not None:
             out(f"acked {n}")
 
-    def on_disconnect(*_args):
+    def on_disconnect(_c, _u, _flags, rc, _p):
         with lock:
+            if not state["gone"]:
+                out(f"disconnected {int(rc.value) if hasattr(rc, 'value') else rc}")
             state["gone"] = True
             lock.notify_all()
 
@@ -83,6 +90,8 @@ def publish(a):
     c.on_disconnect = on_disconnect
     c.connect("127.0.0.1", a.port)
     c.loop_start()
+    # No reconnect: a disconnect ends the run.
+    c.reconnect_delay_set(min_delay=3600, max_delay=3600)
     for n in range(a.start, a.start + a.count):
         with lock:
             while len(state["unacked"]) >= a.window and not state["gone"]:
@@ -156,6 +165,8 @@ def main():
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--retain", action="store_true")
+    p.add_argument("--pad", type=int, default=0, help="bytes of padding after the number")
+    p.add_argument("--mqtt5", action="store_true", help="publish over MQTT 5 (prints the DISCONNECT reason)")
     p.add_argument("--idle", type=float, default=2.0)
     p.add_argument("--reconnects", type=int, default=0)
     a = p.parse_args()

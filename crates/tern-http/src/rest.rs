@@ -364,9 +364,17 @@ pub async fn publish(
     // Answer once the messages are in history (when the channel keeps it).
     if durable > 0
         && let Some(j) = hub.journal()
-        && j.wait_durable(durable).await.is_err()
+        && let Err(e) = j.wait_durable(durable).await
     {
-        return err(500, 50000, "the store failed; the message may not be kept");
+        return if e.disk_full {
+            err(
+                507,
+                50000,
+                "the store's disk is full; the message may not be kept",
+            )
+        } else {
+            err(500, 50000, "the store failed; the message may not be kept")
+        };
     }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]

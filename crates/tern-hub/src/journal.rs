@@ -134,8 +134,11 @@ pub struct EntryRecord {
 /// The durability stream was broken by a storage failure: nothing pushed
 /// after it becomes durable, and the server must stop acknowledging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the store failed: changes are no longer made durable")]
-pub struct StoreFailed;
+#[error("the store failed{}: changes are no longer made durable", if self.disk_full { " (disk full)" } else { "" })]
+pub struct StoreFailed {
+    /// The disk is full (as opposed to another I/O error).
+    pub disk_full: bool,
+}
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -151,6 +154,8 @@ pub struct Journal {
     ready: Condvar,
     durable: tokio::sync::watch::Sender<u64>,
     failed: AtomicBool,
+    /// The failure was a full disk.
+    disk_full: AtomicBool,
     /// Set at shutdown: in-memory state is being torn down and must not
     /// be reflected in the store (dropping the last reference to a
     /// message must not delete its record then).
@@ -166,6 +171,7 @@ impl Default for Journal {
             ready: Condvar::new(),
             durable: tokio::sync::watch::Sender::new(0),
             failed: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             next_key: AtomicU64::new(1),
         }
@@ -238,8 +244,10 @@ impl Journal {
         });
     }
 
-    /// For the engine: the store failed; waiters are told so.
-    pub fn mark_failed(&self) {
+    /// For the engine: the store failed (`disk_full`: for lack of space);
+    /// waiters are told so.
+    pub fn mark_failed(&self, disk_full: bool) {
+        self.disk_full.store(disk_full, Ordering::Release);
         self.failed.store(true, Ordering::Release);
         self.durable.send_modify(|_| {});
     }
@@ -262,7 +270,9 @@ impl Journal {
             .wait_for(|&d| d >= seq || failed.load(Ordering::Acquire))
             .await;
         if self.has_failed() || r.is_err() {
-            return Err(StoreFailed);
+            return Err(StoreFailed {
+                disk_full: self.disk_full.load(Ordering::Acquire),
+            });
         }
         Ok(())
     }
@@ -326,8 +336,8 @@ mod tests {
         let j2 = j.clone();
         let w = tokio::spawn(async move { j2.wait_durable(s).await });
         tokio::task::yield_now().await;
-        j.mark_failed();
-        assert_eq!(w.await.unwrap(), Err(StoreFailed));
+        j.mark_failed(true);
+        assert_eq!(w.await.unwrap(), Err(StoreFailed { disk_full: true }));
     }
 
     #[test]

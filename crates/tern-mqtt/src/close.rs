@@ -44,6 +44,8 @@ pub enum CloseReason {
     /// acknowledged (it resends after reconnecting; nothing acknowledged
     /// is lost).
     StoreFailed,
+    /// The durable store's disk is full (same consequence).
+    StoreFull,
 }
 
 impl CloseReason {
@@ -69,6 +71,7 @@ impl CloseReason {
             CloseReason::TokenExpired => reason::MAXIMUM_CONNECT_TIME,
             CloseReason::ReauthFailed => reason::NOT_AUTHORIZED,
             CloseReason::StoreFailed => reason::IMPLEMENTATION_SPECIFIC_ERROR,
+            CloseReason::StoreFull => reason::QUOTA_EXCEEDED,
         })
     }
 
@@ -113,6 +116,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::TokenExpired => f.write_str("token expired"),
             CloseReason::ReauthFailed => f.write_str("re-authentication failed"),
             CloseReason::StoreFailed => f.write_str("the durable store failed"),
+            CloseReason::StoreFull => f.write_str("the durable store's disk is full"),
         }
     }
 }

@@ -663,8 +663,12 @@ impl Conn {
                 },
                 r = poll_durable(&mut durable_wait), if durable_wait.is_some() => {
                     durable_wait = None;
-                    if r.is_err() {
-                        return CloseReason::StoreFailed;
+                    if let Err(e) = r {
+                        return if e.disk_full {
+                            CloseReason::StoreFull
+                        } else {
+                            CloseReason::StoreFailed
+                        };
                     }
                 }
                 r = wr.write_buf(&mut self.out), if durable && !self.out.is_empty() => match r {
@@ -742,15 +746,6 @@ impl Conn {
         if why.is_violation() {
             Stats::add(&self.ctx.hub.stats.protocol_errors, 1);
         }
-        if self.v5
-            && let Some(code) = why.reason_code()
-        {
-            self.write(&Packet::Disconnect(Disconnect {
-                reason_code: code,
-                reason_string: Some(why.to_string()),
-                ..Disconnect::default()
-            }));
-        }
         if self.durable_needed > 0 {
             // Acknowledgements go out only once durable; if that does not
             // come in time, the client resends them after reconnecting.
@@ -765,6 +760,15 @@ impl Conn {
             if !ok {
                 self.out.clear();
             }
+        }
+        if self.v5
+            && let Some(code) = why.reason_code()
+        {
+            self.write(&Packet::Disconnect(Disconnect {
+                reason_code: code,
+                reason_string: Some(why.to_string()),
+                ..Disconnect::default()
+            }));
         }
         if !matches!(why, CloseReason::Io(_)) {
             // Flush what is pending and close our side properly (for a

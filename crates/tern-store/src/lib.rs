@@ -456,7 +456,10 @@ impl Store {
         if let Some(h) = hub {
             tern_hub::Stats::add(&h.stats.store_errors, 1);
         }
-        journal.mark_failed();
+        // The kind sits in an io::Error somewhere inside the engine's
+        // error; its debug form names it whichever layer it came from.
+        let disk_full = format!("{e:?}").contains("StorageFull");
+        journal.mark_failed(disk_full);
     }
 
     /// Writes one group of ops as one atomic batch, then trims the history
