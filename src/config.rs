@@ -239,6 +239,55 @@ pub struct ServeOptions {
     /// session queue [default: 65536].
     #[arg(long, env = "TERN_WRITE_BUFFER_BYTES_HIGH", value_name = "BYTES")]
     pub write_buffer_bytes_high: Option<usize>,
+
+    /// Realtime (Ably protocol): largest payload of one MESSAGE or PRESENCE
+    /// (maxMessageSize; more is NACKed 40009); frames may be 16 KiB larger
+    /// [default: 65536].
+    #[arg(long, env = "TERN_REALTIME_MESSAGE_BYTES_MAX", value_name = "BYTES")]
+    pub realtime_message_bytes_max: Option<usize>,
+
+    /// Realtime: channels attached at once per connection (90021 beyond)
+    /// [default: 1000].
+    #[arg(
+        long,
+        env = "TERN_REALTIME_CHANNELS_PER_CONNECTION_MAX",
+        value_name = "N"
+    )]
+    pub realtime_channels_per_connection_max: Option<usize>,
+
+    /// Realtime: presence members per channel (91003 beyond) [default: 10000].
+    #[arg(long, env = "TERN_REALTIME_PRESENCE_MEMBERS_MAX", value_name = "N")]
+    pub realtime_presence_members_max: Option<usize>,
+
+    /// Realtime: how long the state of a connection lost without CLOSE is
+    /// kept for `resume` (connectionStateTtl), seconds; 0 turns resume off
+    /// [default: 120].
+    #[arg(
+        long,
+        env = "TERN_REALTIME_CONNECTION_STATE_TTL_SECS",
+        value_name = "SECS"
+    )]
+    pub realtime_connection_state_ttl_secs: Option<u64>,
+
+    /// Realtime: lost connections whose state is kept for `resume` at once
+    /// (the oldest is forgotten first) [default: 10000].
+    #[arg(long, env = "TERN_REALTIME_RESUME_STATES_MAX", value_name = "N")]
+    pub realtime_resume_states_max: Option<usize>,
+
+    /// Realtime: how long the presence members of a connection lost without
+    /// CLOSE stay before their implicit LEAVE (a resume within it keeps
+    /// them), seconds [default: 15].
+    #[arg(
+        long,
+        env = "TERN_REALTIME_PRESENCE_LEAVE_GRACE_SECS",
+        value_name = "SECS"
+    )]
+    pub realtime_presence_leave_grace_secs: Option<u64>,
+
+    /// Realtime: most messages a `rewind` replays on attach (larger counts
+    /// are reduced to it) [default: 100].
+    #[arg(long, env = "TERN_REALTIME_REWIND_MAX", value_name = "N")]
+    pub realtime_rewind_max: Option<usize>,
 }
 
 macro_rules! layer {
@@ -298,7 +347,14 @@ impl ServeOptions {
             backpressure_pause_max_ms,
             dedup_window_secs,
             dedup_ids_max,
-            write_buffer_bytes_high
+            write_buffer_bytes_high,
+            realtime_message_bytes_max,
+            realtime_channels_per_connection_max,
+            realtime_presence_members_max,
+            realtime_connection_state_ttl_secs,
+            realtime_resume_states_max,
+            realtime_presence_leave_grace_secs,
+            realtime_rewind_max
         )
     }
 }
@@ -337,6 +393,8 @@ pub struct Settings {
     pub sys_interval: Option<Duration>,
     pub hub: HubConfig,
     pub mqtt_cfg: MqttConfig,
+    /// Bounds of realtime (Ably protocol) connections.
+    pub realtime: tern_realtime::RealtimeConfig,
 }
 
 /// One `[[history]]` entry of the config file.
@@ -413,6 +471,10 @@ impl Settings {
         let o = cli.over(&file);
         let hub_d = HubConfig::default();
         let mqtt_d = MqttConfig::default();
+        let rt_d = tern_realtime::RealtimeConfig::default();
+        let rt_message = o
+            .realtime_message_bytes_max
+            .unwrap_or(rt_d.message_bytes_max);
         let policy = match o.queue_full_policy.as_deref().unwrap_or("drop-oldest") {
             "drop-oldest" => QueueFullPolicy::DropOldest,
             "drop-new" => QueueFullPolicy::DropNew,
@@ -538,6 +600,27 @@ impl Settings {
                     .backpressure_pause_max_ms
                     .map_or(mqtt_d.backpressure_pause_max, Duration::from_millis),
             },
+            realtime: tern_realtime::RealtimeConfig {
+                message_bytes_max: rt_message,
+                frame_bytes_max: rt_message.saturating_add(16_384),
+                channels_per_connection_max: o
+                    .realtime_channels_per_connection_max
+                    .unwrap_or(rt_d.channels_per_connection_max),
+                presence_members_per_channel_max: o
+                    .realtime_presence_members_max
+                    .unwrap_or(rt_d.presence_members_per_channel_max),
+                connection_state_ttl: o
+                    .realtime_connection_state_ttl_secs
+                    .map_or(rt_d.connection_state_ttl, Duration::from_secs),
+                resume_states_max: o
+                    .realtime_resume_states_max
+                    .unwrap_or(rt_d.resume_states_max),
+                presence_leave_grace: o
+                    .realtime_presence_leave_grace_secs
+                    .map_or(rt_d.presence_leave_grace, Duration::from_secs),
+                rewind_max: o.realtime_rewind_max.unwrap_or(rt_d.rewind_max),
+                ..rt_d
+            },
         };
         s.validate()?;
         Ok(s)
@@ -554,6 +637,18 @@ impl Settings {
         }
         if h.session_queue_max == 0 {
             bail!("session_queue_max must be at least 1");
+        }
+        let r = &self.realtime;
+        if !(1..=16 << 20).contains(&r.message_bytes_max) {
+            bail!("realtime_message_bytes_max must be between 1 and 16777216");
+        }
+        if r.channels_per_connection_max == 0 || r.presence_members_per_channel_max == 0 {
+            bail!(
+                "realtime_channels_per_connection_max and realtime_presence_members_max must be at least 1"
+            );
+        }
+        if r.rewind_max > 10_000 {
+            bail!("realtime_rewind_max must be at most 10000");
         }
         if h.backpressure_queue_messages > h.session_queue_max {
             bail!("backpressure_queue_messages cannot exceed session_queue_max");
@@ -641,6 +736,45 @@ mod tests {
         assert!(Settings::resolve(&cli).is_err());
         let cli = ServeOptions {
             queue_full_policy: Some("sometimes".into()),
+            ..ServeOptions::default()
+        };
+        assert!(Settings::resolve(&cli).is_err());
+    }
+
+    #[test]
+    fn realtime_bounds_from_flags_and_file() {
+        let s = Settings::resolve(&ServeOptions::default()).unwrap();
+        assert_eq!(s.realtime.message_bytes_max, 65_536);
+        assert_eq!(s.realtime.rewind_max, 100);
+        let file: ServeOptions = toml::from_str(
+            "realtime_message_bytes_max = 1000\nrealtime_connection_state_ttl_secs = 30\nrealtime_rewind_max = 5\n",
+        )
+        .unwrap();
+        let cli = ServeOptions {
+            realtime_rewind_max: Some(7),
+            realtime_presence_leave_grace_secs: Some(2),
+            realtime_channels_per_connection_max: Some(3),
+            realtime_presence_members_max: Some(4),
+            realtime_resume_states_max: Some(9),
+            ..ServeOptions::default()
+        };
+        let r = Settings::resolve(&cli.over(&file)).unwrap().realtime;
+        assert_eq!(
+            (r.message_bytes_max, r.frame_bytes_max, r.rewind_max),
+            (1000, 1000 + 16_384, 7)
+        );
+        assert_eq!(r.connection_state_ttl, Duration::from_secs(30));
+        assert_eq!(r.presence_leave_grace, Duration::from_secs(2));
+        assert_eq!(
+            (
+                r.channels_per_connection_max,
+                r.presence_members_per_channel_max,
+                r.resume_states_max
+            ),
+            (3, 4, 9)
+        );
+        let cli = ServeOptions {
+            realtime_message_bytes_max: Some(0),
             ..ServeOptions::default()
         };
         assert!(Settings::resolve(&cli).is_err());

@@ -244,7 +244,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             stopped(),
         )));
     }
-    let realtime = tern_realtime::Realtime::new(ctx.clone(), Default::default());
+    let realtime = tern_realtime::Realtime::new(ctx.clone(), s.realtime.clone());
     let http_state = Arc::new(tern_http::HttpState {
         mqtt: ctx.clone(),
         secure: false,

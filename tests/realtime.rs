@@ -1036,3 +1036,56 @@ async fn raw_repeated_message_id_is_delivered_once() {
     assert_eq!(m["messages"].as_array().map(Vec::len), Some(1));
     nothing_before_ping(&mut sub, "after-dups").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_settings_reach_connections_and_rewind_echoes_the_channel() {
+    let t = Tern::start(&[
+        "--key",
+        ROOT,
+        "--history",
+        "h=100/3600",
+        "--realtime-message-bytes-max",
+        "1000",
+        "--realtime-rewind-max",
+        "2",
+    ]);
+    let (mut ws, c) = connected(&t).await;
+    assert_eq!(c["connectionDetails"]["maxMessageSize"], 1000);
+    for s in 0..3 {
+        send(
+            &mut ws,
+            json!({"action": 15, "channel": "h", "msgSerial": s, "messages": [{"data": format!("m{s}")}]}),
+        )
+        .await;
+        assert_eq!(next_pm(&mut ws).await.unwrap()["action"], 1);
+    }
+    let (mut r, _) = connected(&t).await;
+    send(&mut r, json!({"action": 10, "channel": "[?rewind=5]h"})).await;
+    let a = next_pm(&mut r).await.unwrap();
+    assert_eq!(
+        (a["action"].clone(), a["channel"].clone()),
+        (json!(11), json!("[?rewind=5]h"))
+    );
+    assert_ne!(a["flags"].as_u64().unwrap() & 2, 0, "HAS_BACKLOG: {a}");
+    let m = next_pm(&mut r).await.unwrap();
+    assert_eq!(m["channel"], "[?rewind=5]h", "the exact channel string");
+    let data: Vec<&Value> = m["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| &x["data"])
+        .collect();
+    assert_eq!(data, [&json!("m1"), &json!("m2")], "at most rewind_max");
+    // A bad rewind fails the channel only.
+    send(&mut r, json!({"action": 10, "channel": "[?rewind=soon]h"})).await;
+    let e = next_pm(&mut r).await.unwrap();
+    assert_eq!(
+        (
+            e["action"].clone(),
+            e["channel"].clone(),
+            e["error"]["code"].clone()
+        ),
+        (json!(9), json!("[?rewind=soon]h"), json!(40003))
+    );
+    nothing_before_ping(&mut r, "still-here").await;
+}
