@@ -60,6 +60,7 @@ die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------- cleanup
 BPID=""          # the broker currently running
+BDATA=""         # its data directory (Tern), removed when it stops
 AUX_PIDS=()      # helpers (stalled subscriber, RSS sampler)
 stop_pid() {     # stop_pid PID: TERM, wait up to 5 s, then KILL
     local pid=$1 i
@@ -80,6 +81,8 @@ cleanup() {
     AUX_PIDS=()
     stop_pid "$BPID"
     BPID=""
+    [ -n "$BDATA" ] && rm -rf "$BDATA"
+    BDATA=""
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
@@ -184,8 +187,11 @@ start_broker() {
     local logf="$WORK/$tag.broker.log"
     case $name in
     tern)
+        # A fresh store per start: runs never see another run's sessions.
+        BDATA="$WORK/tern-data.$tag"
+        rm -rf "$BDATA"
         "${pin[@]}" "$TERN" serve --mqtt "127.0.0.1:$BPORT" --sys-interval-secs 0 \
-            >"$logf" 2>&1 &
+            --data-dir "$BDATA" >"$logf" 2>&1 &
         ;;
     mosquitto)
         write_mosquitto_conf "$BPORT" "$WORK/mosquitto.conf"
@@ -207,10 +213,15 @@ start_broker() {
         sleep 0.1
     done
     log "error: $name did not accept on port $BPORT (log: $logf)"
-    stop_pid "$BPID"; BPID=""
+    stop_broker
     return 1
 }
-stop_broker() { stop_pid "$BPID"; BPID=""; }
+stop_broker() {
+    stop_pid "$BPID"; BPID=""
+    [ -n "$BDATA" ] && rm -rf "$BDATA"
+    BDATA=""
+    return 0
+}
 
 # bench_run BROKER MODE SCENARIO RUN -- TOOL ARGS...: one measurement on the
 # running broker; appends one JSON line to $OUT (the tool's, plus context).

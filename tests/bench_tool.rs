@@ -84,3 +84,128 @@ fn bench_reports_an_unreachable_broker() {
         "unexpected error output:\n{stderr}"
     );
 }
+
+/// Runs `tern bench` with `args` against `port` (`--json` added), checks it
+/// succeeded and returns its JSON line.
+fn bench_json(port: &str, args: &[&str]) -> (serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("bench")
+        .args(args)
+        .args(["--port", port, "--json"])
+        .output()
+        .expect("run tern bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "tern bench failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in:\n{stdout}"))
+        .to_owned();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("the JSON line parses");
+    (v, line)
+}
+
+/// Every QoS 1 message the broker acknowledged reached the subscriber, once.
+fn assert_all_acked_delivered(v: &serde_json::Value, line: &str) {
+    let acked = v["acked"].as_u64().expect("acked");
+    assert!(acked > 0, "{line}");
+    assert_eq!(v["lost"].as_u64(), Some(0), "{line}");
+    assert_eq!(v["unacked"].as_u64(), Some(0), "{line}");
+    assert_eq!(v["refused"].as_u64(), Some(0), "{line}");
+    // One subscriber: what it was owed is what the publishers got PUBACK for.
+    assert_eq!(v["expected"].as_u64(), Some(acked), "{line}");
+    assert_eq!(v["received"].as_u64(), Some(acked), "{line}");
+    assert_eq!(v["foreign"].as_u64(), Some(0), "{line}");
+}
+
+#[test]
+fn bench_persistent_fanin_qos1_delivers_every_acked_message() {
+    let t = common::Tern::start(&["--session-queue-max", "100000"]);
+    // Open loop at a modest rate: a correctness check, not a speed test.
+    let (v, line) = bench_json(
+        &t.port(),
+        &[
+            "--scenario",
+            "fanin",
+            "--qos",
+            "1",
+            "--persistent",
+            "--rate",
+            "5000",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(v["persistent"], true, "{line}");
+    assert!(v.get("offline").is_none(), "{line}");
+    assert_all_acked_delivered(&v, &line);
+    for key in ["acked_per_sec", "late", "delivered_per_sec", "p50_us"] {
+        assert!(v.get(key).is_some(), "{key} missing from {line}");
+    }
+}
+
+#[test]
+fn bench_offline_fanin_qos1_drains_every_acked_message() {
+    let t = common::Tern::start(&["--session-queue-max", "100000"]);
+    for version in ["5", "3"] {
+        let (v, line) = bench_json(
+            &t.port(),
+            &[
+                "--scenario",
+                "fanin",
+                "--qos",
+                "1",
+                "--persistent",
+                "--offline",
+                "--mqtt-version",
+                version,
+                "--rate",
+                "5000",
+                "--duration",
+                "1",
+                "--warmup",
+                "0",
+            ],
+        );
+        assert_eq!(v["offline"], true, "{line}");
+        assert_all_acked_delivered(&v, &line);
+        assert_eq!(v["sessions_resumed"].as_u64(), Some(1), "{line}");
+        assert_eq!(v["drained"], true, "{line}");
+        assert_eq!(v["dup"].as_u64(), Some(0), "{line}");
+        assert!(v["drain_per_sec"].as_f64().is_some(), "{line}");
+        // Offline delivery has no meaningful latency.
+        for key in ["p50_us", "p99_us", "max_us", "delivered_per_sec"] {
+            assert!(v.get(key).is_none(), "{key} present in {line}");
+        }
+    }
+}
+
+#[test]
+fn bench_offline_needs_persistent_and_a_fan_scenario() {
+    for args in [
+        &["--scenario", "fanin", "--offline"][..],
+        &["--scenario", "pairs", "--persistent", "--offline"][..],
+        &["--scenario", "conns", "--persistent"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .arg("bench")
+            .args(args)
+            .args(["--duration", "1", "--port", "1"])
+            .output()
+            .expect("run tern bench");
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("persistent") || stderr.contains("offline"),
+            "{args:?}: unexpected error output:\n{stderr}"
+        );
+    }
+}

@@ -65,6 +65,18 @@ pub struct ClientCfg {
     pub timeout: Duration,
 }
 
+/// The session a CONNECT asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    /// Clean start 1, no session expiry: the session ends with the
+    /// connection (the tool's default for every client).
+    Clean,
+    /// Clean start 0 and (v5) a Session Expiry Interval of this many
+    /// seconds (3.1.1: clean session 0): the broker keeps the session,
+    /// its subscriptions and its queued messages across disconnections.
+    Persistent(u32),
+}
+
 /// Explains an I/O error from `connect` in the user's terms.
 fn explain(e: &std::io::Error, addr: SocketAddr) -> String {
     match (e.kind(), e.raw_os_error()) {
@@ -83,9 +95,14 @@ fn explain(e: &std::io::Error, addr: SocketAddr) -> String {
 }
 
 impl Conn {
-    /// Opens TCP, sends CONNECT (clean start) and waits for a successful
-    /// CONNACK.
-    pub async fn connect(cfg: &ClientCfg, client_id: &str) -> anyhow::Result<Conn> {
+    /// Opens TCP, sends CONNECT asking for the session `mode` and waits for
+    /// a successful CONNACK. Returns the connection and the CONNACK's
+    /// Session Present flag.
+    pub async fn connect_session(
+        cfg: &ClientCfg,
+        client_id: &str,
+        mode: SessionMode,
+    ) -> anyhow::Result<(Conn, bool)> {
         let deadline = Instant::now() + cfg.timeout;
         let stream = tokio::time::timeout_at(deadline.into(), TcpStream::connect(cfg.addr))
             .await
@@ -111,9 +128,13 @@ impl Conn {
             last_write: Instant::now(),
             read_chunk: READ_CHUNK,
         };
+        let (clean_start, session_expiry_interval) = match mode {
+            SessionMode::Clean => (true, None),
+            SessionMode::Persistent(secs) => (false, cfg.version.is_v5().then_some(secs)),
+        };
         conn.queue(&Packet::Connect(Box::new(Connect {
             protocol: cfg.version,
-            clean_start: true,
+            clean_start,
             keep_alive: cfg.keep_alive,
             client_id: client_id.to_owned(),
             will: None,
@@ -121,6 +142,7 @@ impl Conn {
             password: None,
             properties: ConnectProperties {
                 maximum_packet_size: u32::try_from(cfg.packet_bytes_max).ok(),
+                session_expiry_interval,
                 ..Default::default()
             },
         })))?;
@@ -133,7 +155,15 @@ impl Conn {
                 if let Some(ka) = ack.properties.server_keep_alive {
                     conn.keep_alive = Duration::from_secs(u64::from(ka));
                 }
-                Ok(conn)
+                if let (SessionMode::Persistent(_), Some(0)) =
+                    (mode, ack.properties.session_expiry_interval)
+                {
+                    bail!(
+                        "the broker set the session expiry of {client_id} to 0: \
+                         it will not keep the session"
+                    );
+                }
+                Ok((conn, ack.session_present))
             }
             Packet::ConnAck(ack) => bail!(
                 "broker refused the connection of {client_id}: CONNACK code {:#04x}{}",
@@ -325,6 +355,28 @@ impl Conn {
                 .await;
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), self.stream.shutdown()).await;
+    }
+
+    /// Sends DISCONNECT, then waits (by `deadline`) for the broker to close
+    /// the connection, so that by the time this returns the broker has taken
+    /// the disconnection in. Bytes the broker sends meanwhile are discarded
+    /// (none are expected: nothing is published yet). Returns whether the
+    /// broker closed the connection in time.
+    pub async fn disconnect_and_wait(mut self, deadline: Instant) -> anyhow::Result<bool> {
+        self.wbuf.clear();
+        self.queue(&Packet::Disconnect(Disconnect::default()))?;
+        self.flush_all(deadline).await?;
+        let _ = tokio::time::timeout_at(deadline.into(), self.stream.shutdown()).await;
+        loop {
+            self.rbuf.clear();
+            if self.try_read()? == ReadState::Closed {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            self.wait(deadline).await?;
+        }
     }
 }
 

@@ -13,6 +13,12 @@
 //! messages stamped after the warm-up; stop the publishers; wait up to 2 s
 //! for outstanding acknowledgements and deliveries; count and report. The
 //! whole run is bounded by a hard deadline of `warmup + duration + 30 s`.
+//!
+//! With `--persistent` the subscribers hold persistent sessions (clean
+//! start 0, session expiry 3600 s), removed again at the end of the run.
+//! With `--offline` they also disconnect after subscribing; the publishers
+//! run alone, then the subscribers reconnect and drain what the broker
+//! queued for them (bounded by `max(30 s, 3 × duration)`).
 //! See `docs/bench-tool.md`.
 
 mod conn;
@@ -33,7 +39,7 @@ use tern_mqtt_codec::{ProtocolVersion, QoS};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use conn::{ClientCfg, Conn, ReadState, describe_disconnect};
+use conn::{ClientCfg, Conn, ReadState, SessionMode, describe_disconnect};
 use publisher::{PubCfg, PubStats, Template, Timeline};
 use report::{Report, percentiles};
 use subscriber::{SubCfg, SubStats, new_histogram};
@@ -43,6 +49,21 @@ use subscriber::{SubCfg, SubStats, new_histogram};
 const DRAIN: Duration = Duration::from_secs(2);
 /// Slack of the hard deadline beyond warm-up + duration.
 const DEADLINE_SLACK: Duration = Duration::from_secs(30);
+/// Session Expiry Interval asked for by `--persistent` subscribers (v5).
+const SESSION_EXPIRY_SECS: u32 = 3600;
+/// Shortest bound of the `--offline` drain, and of the wait for late
+/// deliveries with `--persistent` (else 3 × duration).
+const PERSISTENT_DRAIN_MIN: Duration = Duration::from_secs(30);
+/// `--persistent` drain: this long without an arrival ends it.
+const IDLE_STOP: Duration = Duration::from_secs(5);
+/// `--offline`: pause between the subscribers going offline and the
+/// publishers connecting.
+const OFFLINE_SETTLE: Duration = Duration::from_millis(200);
+/// `--offline` drain: CPU readings are taken this often, so that the drain's
+/// CPU can be cut at the last arrival (not at the idle stop after it).
+const DRAIN_CPU_EVERY: Duration = Duration::from_millis(100);
+/// Time allowed to remove the persistent sessions at the end of a run.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The traffic shape of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -144,6 +165,16 @@ pub struct BenchArgs {
     /// Keep alive asked for, seconds (PINGREQ at half of it).
     #[arg(long, default_value_t = 60)]
     pub keepalive: u16,
+    /// Subscribers use persistent sessions: clean start 0 and (MQTT 5) a
+    /// session expiry of 3600 s, client ids fixed for the run; the sessions
+    /// are removed at the end (reconnect with clean start 1, disconnect).
+    #[arg(long)]
+    pub persistent: bool,
+    /// With `--persistent`, `fanin` and `fanout`: the subscribers
+    /// disconnect after subscribing, the publishers run alone, then the
+    /// subscribers reconnect and drain what the broker queued for them.
+    #[arg(long, requires = "persistent")]
+    pub offline: bool,
 }
 
 /// Checked settings of a run.
@@ -159,6 +190,11 @@ struct Run {
     warmup: Duration,
     run_id: String,
     prefix: String,
+    /// Session the subscribers ask for.
+    sub_session: SessionMode,
+    /// `--persistent`: the longest the subscribers may take to drain
+    /// (`--offline`), or wait for late deliveries after the 2 s drain.
+    drain_timeout: Duration,
 }
 
 fn secs(name: &str, v: f64, zero_ok: bool) -> anyhow::Result<Duration> {
@@ -213,6 +249,15 @@ impl Run {
         if args.shared && s != Scenario::Fanin {
             bail!("--shared only applies to the fanin scenario");
         }
+        if args.persistent && s == Scenario::Conns {
+            bail!("--persistent does not apply to the conns scenario");
+        }
+        if args.offline && !args.persistent {
+            bail!("--offline needs --persistent (only persistent sessions queue messages)");
+        }
+        if args.offline && !matches!(s, Scenario::Fanin | Scenario::Fanout) {
+            bail!("--offline only applies to the fanin and fanout scenarios");
+        }
         let (publishers, subscribers) = match s {
             Scenario::Fanin => (args.publishers.unwrap_or(4), 1),
             Scenario::Fanout => (1, args.subscribers.unwrap_or(100)),
@@ -246,6 +291,16 @@ impl Run {
         if prefix.is_empty() || prefix.contains(['+', '#']) {
             bail!("--topic-prefix must be a non-empty topic name without wildcards");
         }
+        let sub_session = if args.persistent {
+            SessionMode::Persistent(SESSION_EXPIRY_SECS)
+        } else {
+            SessionMode::Clean
+        };
+        let drain_timeout = if args.persistent {
+            PERSISTENT_DRAIN_MIN.max(duration * 3)
+        } else {
+            Duration::ZERO
+        };
         Ok(Run {
             scenario: s,
             qos,
@@ -256,8 +311,18 @@ impl Run {
             warmup,
             run_id,
             prefix,
+            sub_session,
+            drain_timeout,
             args,
         })
+    }
+
+    /// Client ids of the subscribers, the same for every connection of
+    /// one run (and so for its persistent sessions).
+    fn sub_ids(&self) -> Vec<String> {
+        (0..self.subscribers)
+            .map(|i| format!("{}-s{i}", self.run_id))
+            .collect()
     }
 
     fn client_cfg(&self, addr: SocketAddr) -> ClientCfg {
@@ -316,6 +381,8 @@ impl Run {
             tick_ms: self.args.tick_ms,
             inflight: self.args.inflight,
             threads: self.args.threads as usize,
+            persistent: self.args.persistent,
+            offline: self.args.offline,
             ..Default::default()
         }
     }
@@ -330,13 +397,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let n = run.args.count.unwrap_or(1000) as f64;
         allowance += Duration::from_secs_f64(n / run.args.connect_rate);
     }
+    if run.args.offline {
+        // Reconnecting the subscribers, then draining.
+        allowance += run.drain_timeout + DEADLINE_SLACK;
+    } else if run.args.persistent {
+        // Waiting for late deliveries.
+        allowance += run.drain_timeout;
+    }
     let deadline = Instant::now() + allowance;
+    let cleanup = if run.args.persistent {
+        CLEANUP_TIMEOUT
+    } else {
+        Duration::ZERO
+    };
     // Last resort if the runtime itself is wedged: the tokio timeout below
     // normally fires first.
     std::thread::Builder::new()
         .name("bench-watchdog".into())
         .spawn(move || {
-            std::thread::sleep(allowance + Duration::from_secs(5));
+            std::thread::sleep(allowance + cleanup + Duration::from_secs(5));
             eprintln!(
                 "error: tern bench exceeded its hard deadline of {} s and was stopped",
                 allowance.as_secs()
@@ -358,15 +437,31 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     .context("starting the async runtime")?;
 
     let report = rt.block_on(async {
-        match tokio::time::timeout_at(deadline.into(), scenario(&run)).await {
+        let r = match tokio::time::timeout_at(deadline.into(), scenario(&run)).await {
             Ok(r) => r,
             Err(_) => Err(anyhow!(
                 "the run did not finish within its hard deadline of {} s \
-                 (warm-up + duration + {} s): the broker may have stalled",
+                 (warm-up + duration{} + {} s): the broker may have stalled",
                 allowance.as_secs(),
+                if run.args.offline { " + drain" } else { "" },
                 DEADLINE_SLACK.as_secs()
             )),
+        };
+        if run.args.persistent {
+            // Whatever happened, do not leave this run's sessions behind.
+            match tokio::time::timeout(CLEANUP_TIMEOUT, forget_sessions(&run)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!(
+                    "tern bench: warning: removing this run's persistent sessions failed: {e:#}"
+                ),
+                Err(_) => eprintln!(
+                    "tern bench: warning: removing this run's persistent sessions took over {} s; \
+                     some may be left on the broker",
+                    CLEANUP_TIMEOUT.as_secs()
+                ),
+            }
         }
+        r
     })?;
     // Tasks still parked (none normally) must not hold the exit.
     rt.shutdown_timeout(Duration::from_millis(100));
@@ -407,35 +502,42 @@ async fn scenario(run: &Run) -> anyhow::Result<Report> {
 }
 
 /// Connections made by [`connect_many`], in index order, with their
-/// connect latencies and the time the whole batch took.
+/// connect latencies, the time the whole batch took, and each one's
+/// CONNACK Session Present flag.
 struct Connected {
     conns: Vec<Conn>,
+    present: Vec<bool>,
     latency: Histogram<u64>,
     elapsed: Duration,
 }
 
-/// Connects `ids.len()` clients, at most `concurrency` at once and at most
-/// `rate` per second (0 = no limit); subscribes each to `filters[i]` if given.
+/// One connection made by a task of [`connect_many`].
+type Made = (usize, Conn, bool, Duration);
+
+/// Connects `ids.len()` clients asking for the session `session`, at most
+/// `concurrency` at once and at most `rate` per second (0 = no limit);
+/// subscribes each to `filters[i]` if given.
 async fn connect_many(
     cfg: &ClientCfg,
     ids: Vec<String>,
     filters: Option<(Vec<String>, QoS)>,
+    session: SessionMode,
     concurrency: usize,
     rate: f64,
     what: &'static str,
 ) -> anyhow::Result<Connected> {
     let start = Instant::now();
     let n = ids.len();
-    let mut slots: Vec<Option<Conn>> = (0..n).map(|_| None).collect();
+    let mut slots: Vec<Option<(Conn, bool)>> = (0..n).map(|_| None).collect();
     let mut latency = new_histogram();
-    let mut set: JoinSet<anyhow::Result<(usize, Conn, Duration)>> = JoinSet::new();
+    let mut set: JoinSet<anyhow::Result<Made>> = JoinSet::new();
     let filters = filters.map(|(f, q)| (Arc::new(f), q));
-    let mut take = |r: Result<anyhow::Result<(usize, Conn, Duration)>, tokio::task::JoinError>,
-                    slots: &mut Vec<Option<Conn>>|
+    let mut take = |r: Result<anyhow::Result<Made>, tokio::task::JoinError>,
+                    slots: &mut Vec<Option<(Conn, bool)>>|
      -> anyhow::Result<()> {
-        let (i, c, took) = r.map_err(|e| anyhow!("connect task failed: {e}"))??;
+        let (i, c, present, took) = r.map_err(|e| anyhow!("connect task failed: {e}"))??;
         subscriber::record(&mut latency, took.as_micros() as u64);
-        slots[i] = Some(c);
+        slots[i] = Some((c, present));
         Ok(())
     };
     for (i, id) in ids.into_iter().enumerate() {
@@ -452,7 +554,7 @@ async fn connect_many(
         let filters = filters.clone();
         set.spawn(async move {
             let t = Instant::now();
-            let mut c = Conn::connect(&cfg, &id)
+            let (mut c, present) = Conn::connect_session(&cfg, &id, session)
                 .await
                 .with_context(|| format!("{what} {i} ({id})"))?;
             if let Some((f, q)) = &filters {
@@ -460,22 +562,70 @@ async fn connect_many(
                     .await
                     .with_context(|| format!("{what} {i} ({id})"))?;
             }
-            Ok((i, c, t.elapsed()))
+            Ok((i, c, present, t.elapsed()))
         });
     }
     while let Some(r) = set.join_next().await {
         take(r, &mut slots)?;
     }
     let elapsed = start.elapsed();
-    let conns = slots.into_iter().flatten().collect::<Vec<_>>();
+    let (conns, present): (Vec<Conn>, Vec<bool>) = slots.into_iter().flatten().unzip();
     if conns.len() != n {
         bail!("internal error: {} of {n} connections made", conns.len());
     }
     Ok(Connected {
         conns,
+        present,
         latency,
         elapsed,
     })
+}
+
+/// `--offline`: disconnects the subscribers (keeping their sessions) and
+/// waits until the broker has closed each connection.
+async fn go_offline(conns: Vec<Conn>, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut set: JoinSet<anyhow::Result<bool>> = JoinSet::new();
+    for c in conns {
+        set.spawn(c.disconnect_and_wait(deadline));
+    }
+    let mut open = 0usize;
+    while let Some(r) = set.join_next().await {
+        if !r.map_err(|e| anyhow!("disconnect task failed: {e}"))?? {
+            open += 1;
+        }
+    }
+    if open > 0 {
+        eprintln!(
+            "tern bench: warning: the broker had not closed {open} subscriber connection(s) \
+             {} s after their DISCONNECT",
+            timeout.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// Removes the persistent sessions of this run's subscribers: connects
+/// each client id with clean start 1 (no session expiry) and disconnects.
+async fn forget_sessions(run: &Run) -> anyhow::Result<()> {
+    let addr = resolve(&run.args.host, run.args.port).await?;
+    let cfg = run.client_cfg(addr);
+    let made = connect_many(
+        &cfg,
+        run.sub_ids(),
+        None,
+        SessionMode::Clean,
+        run.args.connect_concurrency as usize,
+        0.0,
+        "session cleanup of subscriber",
+    )
+    .await?;
+    let mut set = JoinSet::new();
+    for c in made.conns {
+        set.spawn(c.disconnect());
+    }
+    while set.join_next().await.is_some() {}
+    Ok(())
 }
 
 fn connect_figures(r: &mut Report, n: usize, elapsed: Duration, lat: &Histogram<u64>) {
@@ -497,11 +647,49 @@ enum Done {
     Sub(SubStats),
 }
 
+/// One reading of [`cpu_now`] and when it was taken.
+type CpuReading = (
+    Instant,
+    Option<procstat::CpuSample>,
+    Option<procstat::CpuSample>,
+);
+
 /// CPU readings at the start and the end of the measured window.
 #[derive(Default)]
 struct CpuWindow {
     tool: (Option<procstat::CpuSample>, Option<procstat::CpuSample>),
     broker: (Option<procstat::CpuSample>, Option<procstat::CpuSample>),
+}
+
+/// Reads this process's and the broker's CPU time now.
+fn cpu_now(broker_pid: Option<u32>) -> (Option<procstat::CpuSample>, Option<procstat::CpuSample>) {
+    (
+        procstat::CpuSample::take(std::process::id()),
+        broker_pid.and_then(procstat::CpuSample::take),
+    )
+}
+
+/// Spawns one subscriber task per connection, each with `proto` but the
+/// publishers of its plan.
+fn spawn_subscribers(
+    set: &mut JoinSet<anyhow::Result<Done>>,
+    conns: Vec<Conn>,
+    plans: &[(String, u32, u32)],
+    proto: &SubCfg,
+) {
+    for (i, (c, (_, first, count))) in conns.into_iter().zip(plans).enumerate() {
+        let scfg = SubCfg {
+            first: *first,
+            count: *count,
+            ..proto.clone()
+        };
+        set.spawn(async move {
+            subscriber::run(c, scfg)
+                .await
+                .map(Done::Sub)
+                .with_context(|| format!("subscriber {i}"))
+        });
+    }
 }
 
 /// fanin, fanout and pairs.
@@ -510,23 +698,36 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
     let concurrency = run.args.connect_concurrency as usize;
     let sub_plans: Vec<(String, u32, u32)> =
         (0..run.subscribers).map(|i| run.sub_plan(i)).collect();
+    let sub_ids = run.sub_ids();
     let subs = connect_many(
         cfg,
-        (0..run.subscribers)
-            .map(|i| format!("{}-s{i}", run.run_id))
-            .collect(),
+        sub_ids.clone(),
         Some((sub_plans.iter().map(|p| p.0.clone()).collect(), qos)),
+        run.sub_session,
         concurrency,
         run.args.connect_rate,
         "subscriber",
     )
     .await?;
+    if let Some(i) = subs.present.iter().position(|&p| p) {
+        bail!(
+            "the broker already had a session for client id {} (Session Present): \
+             it may hold messages from another run",
+            sub_ids[i]
+        );
+    }
+    let mut online_subs = Some(subs.conns);
+    if run.args.offline {
+        go_offline(online_subs.take().unwrap_or_default(), cfg.timeout).await?;
+        tokio::time::sleep(OFFLINE_SETTLE).await;
+    }
     let pubs = connect_many(
         cfg,
         (0..run.publishers)
             .map(|i| format!("{}-p{i}", run.run_id))
             .collect(),
         None,
+        SessionMode::Clean,
         concurrency,
         run.args.connect_rate,
         "publisher",
@@ -551,20 +752,21 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
     };
     let (finals_tx, finals_rx) = watch::channel(None);
     let mut set: JoinSet<anyhow::Result<Done>> = JoinSet::new();
-    for (i, (c, (_, first, count))) in subs.conns.into_iter().zip(sub_plans).enumerate() {
-        let scfg = SubCfg {
+    if let Some(conns) = online_subs {
+        // Persistent sessions: every acknowledged message must come, so
+        // wait past the 2 s drain for late ones (until idle, bounded).
+        let persistent = run.args.persistent;
+        let proto = SubCfg {
             qos,
-            first,
-            count,
+            first: 0,
+            count: 0,
             time,
             finals: finals_rx.clone(),
+            late_until: persistent.then_some(stop + run.drain_timeout),
+            idle_stop: persistent.then_some(IDLE_STOP),
+            idle_from: persistent.then_some(time.drain_until),
         };
-        set.spawn(async move {
-            subscriber::run(c, scfg)
-                .await
-                .map(Done::Sub)
-                .with_context(|| format!("subscriber {i}"))
-        });
+        spawn_subscribers(&mut set, conns, &sub_plans, &proto);
     }
     let per_pub_rate = run.args.rate / run.publishers as f64;
     for (i, c) in pubs.conns.into_iter().enumerate() {
@@ -586,14 +788,11 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
     }
     let broker_pid = run.args.broker_pid;
     let sampler = tokio::spawn(async move {
-        let me = std::process::id();
         let mut w = CpuWindow::default();
         tokio::time::sleep_until(measure_from.into()).await;
-        w.tool.0 = procstat::CpuSample::take(me);
-        w.broker.0 = broker_pid.and_then(procstat::CpuSample::take);
+        (w.tool.0, w.broker.0) = cpu_now(broker_pid);
         tokio::time::sleep_until(stop.into()).await;
-        w.tool.1 = procstat::CpuSample::take(me);
-        w.broker.1 = broker_pid.and_then(procstat::CpuSample::take);
+        (w.tool.1, w.broker.1) = cpu_now(broker_pid);
         w
     });
 
@@ -615,6 +814,74 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
         }
     }
     let cpu = sampler.await.unwrap_or_default();
+
+    // --offline: the publishers are done; the subscribers come back for
+    // what was queued for them.
+    let mut drain = None;
+    if run.args.offline {
+        let drain_start = Instant::now();
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let drain_sampler = tokio::spawn(async move {
+            // Bounded by the drain: the coordinator stops it when done.
+            let mut v: Vec<CpuReading> = Vec::new();
+            loop {
+                let (t, b) = cpu_now(broker_pid);
+                v.push((Instant::now(), t, b));
+                tokio::select! {
+                    _ = tokio::time::sleep(DRAIN_CPU_EVERY) => {}
+                    _ = stop_rx.changed() => break,
+                }
+            }
+            let (t, b) = cpu_now(broker_pid);
+            v.push((Instant::now(), t, b));
+            v
+        });
+        let back = connect_many(
+            cfg,
+            sub_ids.clone(),
+            None,
+            run.sub_session,
+            concurrency,
+            run.args.connect_rate,
+            "subscriber (reconnecting)",
+        )
+        .await?;
+        let resumed = back.present.iter().filter(|&&p| p).count();
+        if resumed < run.subscribers {
+            eprintln!(
+                "tern bench: warning: the broker had kept only {resumed} of the {} \
+                 subscriber sessions (Session Present 0 on reconnection): what was \
+                 queued for the others is lost",
+                run.subscribers
+            );
+        }
+        let dtime = Timeline {
+            drain_until: drain_start + run.drain_timeout,
+            ..time
+        };
+        let mut dset: JoinSet<anyhow::Result<Done>> = JoinSet::new();
+        let proto = SubCfg {
+            qos,
+            first: 0,
+            count: 0,
+            time: dtime,
+            finals: finals_rx.clone(),
+            late_until: None,
+            idle_stop: Some(IDLE_STOP),
+            idle_from: None,
+        };
+        spawn_subscribers(&mut dset, back.conns, &sub_plans, &proto);
+        while let Some(r) = dset.join_next().await {
+            if let Done::Sub(s) = r.map_err(|e| anyhow!("client task failed: {e}"))?? {
+                sub_stats.push(s);
+            }
+        }
+        stop_tx.send_replace(true);
+        let readings = drain_sampler.await.unwrap_or_default();
+        drop(finals_tx);
+        drain = Some((drain_start, back.elapsed, resumed, readings));
+    }
+
     let pub_stats: Vec<PubStats> = pub_stats.into_iter().flatten().collect();
     let undrained = pub_stats.iter().filter(|s| s.undrained).count();
     if undrained > 0 {
@@ -645,6 +912,11 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
     r.sent_per_sec = Some(sent as f64 / secs);
     r.unacked = Some(pub_stats.iter().map(|s| s.unacked.len() as u64).sum());
     r.refused = Some(pub_stats.iter().map(|s| s.refused.len() as u64).sum());
+    if run.args.persistent && qos != QoS::AtMostOnce {
+        r.acked = Some(pub_stats.iter().map(|s| s.accepted).sum());
+        r.acked_per_sec =
+            Some(pub_stats.iter().map(|s| s.accepted_measured).sum::<u64>() as f64 / secs);
+    }
 
     // Losses over the whole run, per (subscriber, publisher) stream.
     let excused: Vec<Vec<u64>> = pub_stats
@@ -657,18 +929,24 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
         .collect();
     let (mut expected, mut received, mut lost, mut dup, mut ooo) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut delivered = 0u64;
+    // Per subscriber: (owed, received), for the queue-overflow hint.
+    let mut per_sub: Vec<(u64, u64)> = Vec::with_capacity(sub_stats.len());
     let mut hist = new_histogram();
     for s in &sub_stats {
+        let (mut owed_s, mut received_s) = (0u64, 0u64);
         for (k, t) in s.streams.iter().enumerate() {
             let p = s.first as usize + k;
             let Some(ps) = pub_stats.get(p) else { continue };
             let ex = excused.get(p).map(Vec::as_slice).unwrap_or(&[]);
-            expected += ps.sent - ex.len() as u64;
-            received += t.unique;
+            owed_s += ps.sent - ex.len() as u64;
+            received_s += t.unique;
             lost += t.lost(ps.sent, ex);
             dup += t.dup;
             ooo += t.out_of_order;
         }
+        expected += owed_s;
+        received += received_s;
+        per_sub.push((owed_s, received_s));
         delivered += s.delivered_measured;
         hist.add(&s.latency)
             .map_err(|e| anyhow!("merging histograms: {e:?}"))?;
@@ -679,22 +957,101 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
     r.dup = Some(dup);
     r.out_of_order = Some(ooo);
     r.delivered = Some(delivered);
-    r.delivered_per_sec = Some(delivered as f64 / secs);
     r.foreign = Some(sub_stats.iter().map(|s| s.foreign).sum());
     r.wrong_qos = Some(sub_stats.iter().map(|s| s.wrong_qos).sum());
-    let (p50, p99, p999, max, mean) = percentiles(&hist);
-    r.p50_us = Some(p50);
-    r.p99_us = Some(p99);
-    r.p999_us = Some(p999);
-    r.max_us = Some(max);
-    r.mean_us = Some(mean);
     if let (Some(a), Some(b)) = cpu.tool {
         r.tool_cpu_pct = a.percent_until(&b);
     }
     if let (Some(a), Some(b)) = cpu.broker {
         r.broker_cpu_pct = a.percent_until(&b);
     }
+    if let Some((start, reconnect, resumed, readings)) = drain {
+        // Offline delivery: no latency (it is the time spent offline), no
+        // delivery rate over the publishing window; the drain instead.
+        r.reconnect_secs = Some(reconnect.as_secs_f64());
+        r.sessions_resumed = Some(resumed as u64);
+        r.drain_timeout_secs = Some(run.drain_timeout.as_secs_f64());
+        r.drained = Some(lost == 0);
+        let last = sub_stats.iter().filter_map(|s| s.last_arrival).max();
+        if let Some(last) = last {
+            let d = last.saturating_duration_since(start).as_secs_f64();
+            r.drain_secs = Some(d);
+            if d > 0.0 {
+                r.drain_per_sec = Some(received as f64 / d);
+            }
+        }
+        // CPU from the start of the reconnection to the first reading
+        // after the last arrival (or the end, if nothing arrived).
+        let first = readings.first();
+        let end = last
+            .and_then(|l| readings.iter().find(|x| x.0 >= l))
+            .or(readings.last());
+        if let (Some(a), Some(b)) = (first, end) {
+            if let (Some(x), Some(y)) = (a.1, b.1) {
+                r.drain_tool_cpu_pct = x.percent_until(&y);
+            }
+            if let (Some(x), Some(y)) = (a.2, b.2) {
+                r.drain_broker_cpu_pct = x.percent_until(&y);
+            }
+        }
+    } else {
+        if run.args.persistent {
+            r.late = Some(sub_stats.iter().map(|s| s.late).sum());
+            r.lag_secs = sub_stats
+                .iter()
+                .filter_map(|s| s.last_arrival)
+                .max()
+                .map(|t| t.saturating_duration_since(stop).as_secs_f64());
+        }
+        r.delivered_per_sec = Some(delivered as f64 / secs);
+        let (p50, p99, p999, max, mean) = percentiles(&hist);
+        r.p50_us = Some(p50);
+        r.p99_us = Some(p99);
+        r.p999_us = Some(p999);
+        r.max_us = Some(max);
+        r.mean_us = Some(mean);
+    }
+    if run.args.persistent && lost > 0 {
+        queue_hint(run, lost, &per_sub);
+    }
     Ok(r)
+}
+
+/// Explains losses with persistent sessions: most often the broker's
+/// per-session queue bound, which drops what does not fit.
+fn queue_hint(run: &Run, lost: u64, per_sub: &[(u64, u64)]) {
+    let owed_max = per_sub.iter().map(|p| p.0).max().unwrap_or(0);
+    let lossy: Vec<u64> = per_sub
+        .iter()
+        .filter(|(o, r)| r < o)
+        .map(|&(_, r)| r)
+        .collect();
+    let (lo, hi) = (
+        lossy.iter().copied().min().unwrap_or(0),
+        lossy.iter().copied().max().unwrap_or(0),
+    );
+    // Received counts that agree closely across the lossy subscribers (or
+    // a single one) are what a queue bound leaves: the bound plus the
+    // messages in flight.
+    let looks_bounded = (lossy.len() >= 2 || run.args.offline) && hi - lo <= hi / 100 + 1024;
+    let when = if run.args.offline {
+        "while it was offline"
+    } else {
+        "over the run"
+    };
+    eprintln!(
+        "tern bench: hint: {lost} acknowledged message(s) never arrived. Each subscriber was \
+         owed up to {owed_max} messages {when}; the {} lossy subscriber(s) received between \
+         {lo} and {hi}.{} A broker drops what exceeds its per-session queue bound: Tern \
+         --session-queue-max (default 1000; --queue-full-policy drop-oldest), Mosquitto \
+         max_queued_messages (default 1000). Start the broker with a bound above {owed_max}.",
+        lossy.len(),
+        if looks_bounded {
+            " That looks like a queue bound (similar counts received, fewer than owed)."
+        } else {
+            ""
+        }
+    );
 }
 
 /// conns: open C connections, hold them idle for the duration, close them.
@@ -706,6 +1063,7 @@ async fn conns(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
         cfg,
         (0..n).map(|i| format!("{}-c{i}", run.run_id)).collect(),
         None,
+        SessionMode::Clean,
         run.args.connect_concurrency as usize,
         run.args.connect_rate,
         "connection",

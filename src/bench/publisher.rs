@@ -132,6 +132,9 @@ pub struct PubStats {
     pub sent_measured: u64,
     /// Accepted by the broker (PUBACK/PUBREC with success), QoS > 0.
     pub accepted: u64,
+    /// Of those, the acknowledgements that arrived within the measured
+    /// window (between the end of the warm-up and the stop).
+    pub accepted_measured: u64,
     /// Sent but never acknowledged by the end of the drain, QoS > 0.
     pub unacked: Vec<u64>,
     /// Refused by the broker (error reason code), QoS > 0.
@@ -185,7 +188,8 @@ pub async fn run(mut conn: Conn, cfg: PubCfg) -> anyhow::Result<PubStats> {
         if now >= cfg.time.stop {
             break;
         }
-        let mut progress = read_acks(&mut conn, &mut window, &mut st)?;
+        let measuring = now >= cfg.time.measure_from;
+        let mut progress = read_acks(&mut conn, &mut window, &mut st, measuring)?;
 
         // Produce: up to one batch, within the window, the schedule and the
         // write buffer's high-water mark.
@@ -245,7 +249,7 @@ pub async fn run(mut conn: Conn, cfg: PubCfg) -> anyhow::Result<PubStats> {
     // Stopped: flush what is buffered and wait for the outstanding
     // acknowledgements, both bounded by the drain deadline.
     while (!conn.wbuf.is_empty() || window.in_use() > 0) && Instant::now() < cfg.time.drain_until {
-        let mut progress = read_acks(&mut conn, &mut window, &mut st)?;
+        let mut progress = read_acks(&mut conn, &mut window, &mut st, false)?;
         progress |= conn.try_flush()? > 0;
         if progress {
             tokio::task::yield_now().await;
@@ -269,8 +273,14 @@ pub async fn run(mut conn: Conn, cfg: PubCfg) -> anyhow::Result<PubStats> {
 }
 
 /// Reads and handles every complete packet available; true if any bytes
-/// were read.
-fn read_acks(conn: &mut Conn, window: &mut Window, st: &mut PubStats) -> anyhow::Result<bool> {
+/// were read. `measuring`: acceptances also count as within the measured
+/// window.
+fn read_acks(
+    conn: &mut Conn,
+    window: &mut Window,
+    st: &mut PubStats,
+    measuring: bool,
+) -> anyhow::Result<bool> {
     let n = match conn.try_read()? {
         ReadState::Bytes(n) => n,
         ReadState::Closed => {
@@ -301,7 +311,12 @@ fn read_acks(conn: &mut Conn, window: &mut Window, st: &mut PubStats) -> anyhow:
             }
         };
         match ack {
-            Ack::Accepted(_) => st.accepted += 1,
+            Ack::Accepted(_) => {
+                st.accepted += 1;
+                if measuring {
+                    st.accepted_measured += 1;
+                }
+            }
             Ack::Refused(seq) => {
                 st.refused.push(seq);
                 if st.refused.len() > REFUSED_MAX {

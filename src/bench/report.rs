@@ -21,6 +21,13 @@ pub struct Report {
     pub tick_ms: u64,
     pub inflight: u16,
     pub threads: usize,
+    /// `--persistent`: subscribers had persistent sessions.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub persistent: bool,
+    /// `--offline`: subscribers were disconnected while publishing and
+    /// drained their queued messages afterwards.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
 
     pub connections: usize,
     pub connect_secs: f64,
@@ -34,6 +41,14 @@ pub struct Report {
     pub sent: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_per_sec: Option<f64>,
+    /// QoS 1/2 publishes accepted by the broker over the whole run
+    /// (`--persistent` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked: Option<u64>,
+    /// Acceptances that arrived within the measured window, per second
+    /// (`--persistent` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_per_sec: Option<f64>,
     /// Arrivals of measured messages, summed over subscribers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered: Option<u64>,
@@ -73,6 +88,40 @@ pub struct Report {
     pub max_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_us: Option<f64>,
+
+    /// `--persistent` (online): arrivals after the 2 s drain, not counted
+    /// in `delivered` nor in the latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late: Option<u64>,
+    /// `--persistent` (online): last arrival, seconds after publishing
+    /// stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_secs: Option<f64>,
+    /// `--offline`: the subscribers' reconnection (all of them), seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect_secs: Option<f64>,
+    /// `--offline`: sessions the broker still had (Session Present) on
+    /// reconnection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_resumed: Option<u64>,
+    /// `--offline`: from the start of the reconnection to the last arrival.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_secs: Option<f64>,
+    /// `--offline`: distinct messages received per second of `drain_secs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_per_sec: Option<f64>,
+    /// `--offline`: the longest the drain was allowed to take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_secs: Option<f64>,
+    /// `--offline`: every owed message arrived before the drain ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained: Option<bool>,
+    /// `--offline`: this tool's CPU while draining, % of one core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_tool_cpu_pct: Option<f64>,
+    /// `--offline`: the broker's CPU while draining, % of one core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_broker_cpu_pct: Option<f64>,
 
     /// Connections still open at the end of the hold (`conns`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,6 +201,16 @@ impl Report {
                     self.publishers, self.subscribers
                 ),
             );
+            if self.persistent {
+                line(
+                    "sessions",
+                    if self.offline {
+                        "persistent subscribers, offline while publishing, drained after".into()
+                    } else {
+                        "persistent subscribers (clean start 0)".into()
+                    },
+                );
+            }
             line(
                 "load",
                 format!(
@@ -197,10 +256,67 @@ impl Report {
                 format!("{:>14} msg/s  ({} msgs)", rate(sps), group(sent)),
             );
         }
-        if let (Some(d), Some(dps)) = (self.delivered, self.delivered_per_sec) {
+        if let Some(aps) = self.acked_per_sec {
             line(
+                "acked",
+                format!(
+                    "{:>14} msg/s  ({} msgs over the whole run)",
+                    rate(aps),
+                    group(self.acked.unwrap_or(0))
+                ),
+            );
+        }
+        match (self.delivered, self.delivered_per_sec) {
+            (Some(d), Some(dps)) => line(
                 "delivered",
                 format!("{:>14} msg/s  ({} msgs)", rate(dps), group(d)),
+            ),
+            (Some(d), None) => line(
+                "delivered",
+                format!(
+                    "{:>14} msgs of the measured window, after reconnecting",
+                    group(d)
+                ),
+            ),
+            _ => {}
+        }
+        if let Some(late) = self.late {
+            line(
+                "late",
+                format!(
+                    "{:>14} msgs after the 2 s drain (last arrival {:.3} s after publishing \
+                     stopped); not in delivered nor latency",
+                    group(late),
+                    self.lag_secs.unwrap_or(0.0)
+                ),
+            );
+        }
+        if self.offline {
+            let how = match (self.drain_per_sec, self.drain_secs) {
+                (Some(dps), Some(secs)) => format!(
+                    "{:>14} msg/s  ({} msgs in {secs:.3} s, reconnect to last arrival)",
+                    rate(dps),
+                    group(self.received.unwrap_or(0))
+                ),
+                _ => format!("{:>14}", "nothing arrived"),
+            };
+            line("drain", how);
+            line(
+                "reconnect",
+                format!(
+                    "{} of {} sessions resumed in {:.3} s{}",
+                    self.sessions_resumed.unwrap_or(0),
+                    self.subscribers,
+                    self.reconnect_secs.unwrap_or(0.0),
+                    if self.drained == Some(false) {
+                        format!(
+                            "; not fully drained (timeout {} s or idle)",
+                            self.drain_timeout_secs.unwrap_or(0.0)
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
             );
         }
         if let (Some(e), Some(r), Some(l)) = (self.expected, self.received, self.lost) {
@@ -246,6 +362,11 @@ impl Report {
                 "latency µs",
                 format!("p50 {p50}  p99 {p99}  p99.9 {p999}  max {max}  mean {mean:.0}"),
             );
+        } else if self.offline {
+            line(
+                "latency µs",
+                "n/a (offline: delivered after the subscribers reconnected)".into(),
+            );
         }
         if let Some(h) = self.held {
             line(
@@ -278,6 +399,14 @@ impl Report {
         };
         if let Some(c) = cpu {
             line("cpu", c);
+        }
+        let drain_cpu = match (self.drain_tool_cpu_pct, self.drain_broker_cpu_pct) {
+            (Some(t), Some(b)) => Some(format!("tool {t:.0}%  broker {b:.0}% (of one core)")),
+            (Some(t), None) => Some(format!("tool {t:.0}% of one core")),
+            _ => None,
+        };
+        if let Some(c) = drain_cpu {
+            line("cpu (drain)", c);
         }
         if self.tool_cpu_pct.is_some_and(|t| t >= TOOL_BUSY_PCT) {
             line(

@@ -3,7 +3,7 @@
 //! publisher's sequence and the delivery latency.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use hdrhistogram::Histogram;
@@ -24,7 +24,7 @@ const ACK_FLUSH_BYTES: usize = 256;
 pub type Finals = watch::Receiver<Option<Arc<Vec<u64>>>>;
 
 /// Everything a subscriber needs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SubCfg {
     /// QoS subscribed with.
     pub qos: QoS,
@@ -34,8 +34,19 @@ pub struct SubCfg {
     pub count: u32,
     /// Timeline of the run.
     pub time: Timeline,
-    /// Set when every publisher has stopped.
+    /// Set when every publisher has stopped (may be set from the start).
     pub finals: Finals,
+    /// Keep receiving past the timeline's drain deadline until this moment
+    /// (persistent sessions: every acknowledged message must come).
+    /// Arrivals after the drain deadline count as `late` only: not in the
+    /// delivered count nor the latency. `None`: stop at the drain deadline.
+    pub late_until: Option<Instant>,
+    /// Stop once nothing has arrived for this long, counted from the last
+    /// arrival or from `idle_from`, whichever is later (and only after a
+    /// first arrival when `idle_from` is `None`).
+    pub idle_stop: Option<Duration>,
+    /// See `idle_stop`.
+    pub idle_from: Option<Instant>,
 }
 
 /// What a subscriber reports when done.
@@ -55,6 +66,10 @@ pub struct SubStats {
     pub foreign: u64,
     /// Arrivals at a QoS other than the one subscribed and published with.
     pub wrong_qos: u64,
+    /// When the last PUBLISH arrived.
+    pub last_arrival: Option<Instant>,
+    /// Arrivals after the timeline's drain deadline (see `late_until`).
+    pub late: u64,
 }
 
 /// A new latency histogram in µs (3 significant digits, grows as needed).
@@ -102,9 +117,13 @@ pub async fn run(mut conn: Conn, mut cfg: SubCfg) -> anyhow::Result<SubStats> {
         latency: new_histogram(),
         foreign: 0,
         wrong_qos: 0,
+        last_arrival: None,
+        late: 0,
     };
+    let hard_stop = cfg.late_until.unwrap_or(cfg.time.drain_until);
     let mut pending = Pending::new();
-    let mut finals: Option<Arc<Vec<u64>>> = None;
+    // Known from the start when the publishers ran before (offline runs).
+    let mut finals: Option<Arc<Vec<u64>>> = cfg.finals.borrow_and_update().clone();
 
     loop {
         let n = match conn.try_read()? {
@@ -118,11 +137,15 @@ pub async fn run(mut conn: Conn, mut cfg: SubCfg) -> anyhow::Result<SubStats> {
                 bail!("the broker closed the connection");
             }
         };
-        if n > 0 {
-            let now_ns = cfg.time.ns(Instant::now());
+        // Bytes may also wait in the buffer from the handshake: a resumed
+        // session's queued messages can follow the CONNACK in one read.
+        if n > 0 || !conn.rbuf.is_empty() {
+            let read_at = Instant::now();
+            let now_ns = cfg.time.ns(read_at);
             while let Some(p) = conn.decode_next()? {
                 match p {
                     Packet::Publish(p) => {
+                        st.last_arrival = Some(read_at);
                         if p.qos != cfg.qos {
                             st.wrong_qos += 1;
                         }
@@ -152,7 +175,9 @@ pub async fn run(mut conn: Conn, mut cfg: SubCfg) -> anyhow::Result<SubStats> {
                             continue;
                         };
                         tracker.record(stamp.seq);
-                        if stamp.sent_ns >= measure_from {
+                        if cfg.late_until.is_some() && read_at > cfg.time.drain_until {
+                            st.late += 1;
+                        } else if stamp.sent_ns >= measure_from {
                             st.delivered_measured += 1;
                             record(&mut st.latency, now_ns.saturating_sub(stamp.sent_ns) / 1000);
                         }
@@ -192,14 +217,25 @@ pub async fn run(mut conn: Conn, mut cfg: SubCfg) -> anyhow::Result<SubStats> {
                 break;
             }
         }
-        if now >= cfg.time.drain_until {
+        if now >= hard_stop {
+            break;
+        }
+        let idle_base = match (st.last_arrival, cfg.idle_from) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let idle_until = cfg.idle_stop.zip(idle_base).map(|(d, t)| t + d);
+        if idle_until.is_some_and(|t| now >= t) && conn.wbuf.is_empty() {
             break;
         }
         if n > 0 || wrote > 0 {
             tokio::task::yield_now().await;
             continue;
         }
-        let wake = cfg.time.drain_until.min(conn.next_ping());
+        let mut wake = hard_stop.min(conn.next_ping());
+        if let Some(t) = idle_until {
+            wake = wake.min(t);
+        }
         if finals.is_none() {
             tokio::select! {
                 r = conn.wait(wake) => r?,
@@ -207,6 +243,10 @@ pub async fn run(mut conn: Conn, mut cfg: SubCfg) -> anyhow::Result<SubStats> {
                     if r.is_err() {
                         // Coordinator gone: no finals will come; just wait.
                         conn.wait(wake).await?;
+                    } else {
+                        // `changed` marked the value seen: take it now, or
+                        // `has_changed` above would never report it.
+                        finals = cfg.finals.borrow_and_update().clone();
                     }
                 }
             }
