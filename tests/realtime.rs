@@ -1089,3 +1089,48 @@ async fn raw_settings_reach_connections_and_rewind_echoes_the_channel() {
     );
     nothing_before_ping(&mut r, "still-here").await;
 }
+
+/// The SDK's `history()` (Realtime and Rest clients, JSON and msgpack):
+/// pages of two followed with `next()`, binary and JSON data decoded,
+/// `direction: forwards`; REST publish results carry serials; REST
+/// `presence.get()` and `time()` answer.
+#[test]
+fn sdk_history_pages_through_realtime_and_rest_clients() {
+    let t = Tern::start(&["--key", ROOT, "--history", "h:*=100/3600"]);
+    let port = t.http.port().to_string();
+    for format in ["json", "msgpack"] {
+        let channel = format!("h:{format}");
+        let all = Node::spawn(&["history", &port, format, ROOT, &channel]).finish();
+        let published = one(&all, "published");
+        let serials = published["serials"].as_array().expect("serials");
+        assert_eq!(serials.len(), 5, "{published}");
+        assert!(serials.iter().all(|s| s[0].is_string()), "{published}");
+        for p in events(&all, "pages") {
+            let pages = p["pages"].as_array().unwrap();
+            let sizes: Vec<usize> = pages
+                .iter()
+                .map(|pg| pg.as_array().unwrap().len())
+                .collect();
+            assert_eq!(sizes, [2, 2, 1], "{} ({format}): {p}", p["from"]);
+            let flat: Vec<&Value> = pages.iter().flat_map(|pg| pg.as_array().unwrap()).collect();
+            assert_eq!(flat[0]["data"], "five", "newest first");
+            assert_eq!(flat[1]["data"], json!({"n": 4}), "JSON decoded");
+            assert_eq!(flat[2]["data"], json!({"base64": "AQID"}), "bytes decoded");
+            assert_eq!(flat[4]["data"], "one");
+            assert_eq!(flat[4]["name"], "t");
+        }
+        assert_eq!(events(&all, "pages").len(), 2);
+        let fwd = one(&all, "forwards")["items"].as_array().unwrap().clone();
+        let order: Vec<Value> = fwd.iter().map(|m| m["name"].clone()).collect();
+        assert_eq!(
+            order,
+            [json!("t"), json!("t"), json!("b"), json!("j"), json!("t")]
+        );
+        assert_eq!(one(&all, "presence")["count"], 0);
+        assert!(
+            one(&all, "time")["ms"]
+                .as_u64()
+                .is_some_and(|ms| ms > 1_700_000_000_000)
+        );
+    }
+}

@@ -17,6 +17,11 @@
 //   rewind KEY CHANNEL N [R]   attach to CHANNEL (with params {rewind: R}
 //                              when R is given), print the attach flags
 //                              and N messages
+//   history KEY CHANNEL        Ably.Rest publishes 5 messages (one binary,
+//                              one JSON), then Realtime and Rest read the
+//                              channel's history two at a time, following
+//                              `next()`; prints every page; REST presence
+//                              and time()
 //   resume KEY CHANNEL B N     subscribe, take B messages, then (the test
 //                              drops the transport) wait to reconnect and
 //                              re-attach, print the connection id and
@@ -239,6 +244,52 @@ const scenarios = {
     await until(got, Number(total), (w) => { wake = w; }, `${total} messages`, 20_000);
     for (const m of got) out('message', describe(m));
     await closeAll(c);
+  },
+
+  async history(key, channelName) {
+    const rest = new Ably.Rest({
+      key,
+      endpoint: '127.0.0.1',
+      port: Number(port),
+      tls: false,
+      useBinaryProtocol: format === 'msgpack',
+      logLevel: 0,
+    });
+    const rch = rest.channels.get(channelName);
+    const published = [];
+    for (const [name, data] of [
+      ['t', 'one'],
+      ['t', 'two'],
+      ['b', Buffer.from([1, 2, 3])],
+      ['j', { n: 4 }],
+      ['t', 'five'],
+    ]) {
+      const r = await within(rch.publish(name, data), 'REST publish');
+      published.push(r?.serials ?? null);
+    }
+    out('published', { serials: published });
+    // Every page, newest first, two at a time, from a realtime client and
+    // from the REST client.
+    const pages = async (label, ch) => {
+      let page = await within(ch.history({ limit: 2 }), `${label} history`);
+      const all = [];
+      for (;;) {
+        all.push(page.items.map(describe));
+        if (!page.hasNext()) break;
+        page = await within(page.next(), `${label} next page`);
+      }
+      out('pages', { from: label, pages: all });
+    };
+    const rt = client({ key, clientId: 'reader' });
+    await pages('realtime', rt.channels.get(channelName));
+    await pages('rest', rch);
+    const fwd = await within(rch.history({ direction: 'forwards', limit: 10 }), 'forwards');
+    out('forwards', { items: fwd.items.map(describe) });
+    const members = await within(rch.presence.get(), 'REST presence.get');
+    out('presence', { count: members.items.length });
+    const t = await within(rest.time(), 'time');
+    out('time', { ms: t });
+    await closeAll(rt);
   },
 
   async publish(key, channelName) {

@@ -652,9 +652,12 @@ impl Conn {
                         for _ in 0..handled {
                             tokio::task::consume_budget().await;
                         }
-                        if inbuf.is_empty() {
+                        if inbuf.is_empty() && inbuf.capacity() <= READ_CHUNK_BYTES {
                             // Nothing pending: hold no read buffer while the
-                            // client is quiet (see `read_into`).
+                            // client is quiet (see `read_into`). A buffer
+                            // grown by a busy client is kept (no allocation
+                            // per read) until the keep-alive check finds the
+                            // connection quiet.
                             inbuf = BytesMut::new();
                         }
                         self.drain();
@@ -683,9 +686,12 @@ impl Conn {
                             }
                         }
                         self.drain();
-                        if self.out.is_empty() {
+                        if self.out.is_empty() && self.out.capacity() <= OUT_INITIAL_BYTES * 4 {
                             // All sent and nothing more queued: hold no
                             // output buffer while the connection is quiet.
+                            // A buffer grown by a busy subscriber is kept
+                            // (no reallocation per write) until the
+                            // keep-alive check finds the connection quiet.
                             self.out = BytesMut::new();
                         }
                     }
@@ -717,6 +723,13 @@ impl Conn {
                     if Instant::now() >= deadline {
                         Stats::add(&self.ctx.hub.stats.keepalive_timeouts, 1);
                         return CloseReason::KeepAliveTimeout;
+                    }
+                    // Buffers a busy period grew are released once quiet.
+                    if inbuf.is_empty() {
+                        inbuf = BytesMut::new();
+                    }
+                    if self.out.is_empty() {
+                        self.out = BytesMut::new();
                     }
                     ka_timer.as_mut().reset(deadline.into());
                 }
