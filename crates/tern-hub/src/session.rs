@@ -144,6 +144,10 @@ pub struct SessionState {
     /// Journal sequence number of the last op pushed for this session: a
     /// connection must not send what depends on it before it is durable.
     pub last_op: u64,
+    /// Journal sequence number of the last QoS 2 state change of an
+    /// outbound delivery (packet id assigned, released): the PUBLISH or
+    /// PUBREL that depends on it must not go out before it is durable.
+    pub last_state_op: u64,
 }
 
 impl SessionState {
@@ -260,11 +264,12 @@ impl SessionState {
             sub_ids: d.sub_ids.clone(),
             inflight,
         };
-        self.push(if inflight.is_some() {
-            StoreOp::UpdateEntry(rec)
+        if inflight.is_some() {
+            self.push(StoreOp::UpdateEntry(rec));
+            self.last_state_op = self.last_op;
         } else {
-            StoreOp::PutEntry(rec)
-        });
+            self.push(StoreOp::PutEntry(rec));
+        }
     }
 
     /// Removes a delivery's stored entry (acknowledged, dropped, expired).

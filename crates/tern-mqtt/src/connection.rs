@@ -276,6 +276,9 @@ struct Conn {
     principal: Principal,
     /// Every operation is allowed: skip the per-operation checks.
     unrestricted: bool,
+    /// The credentials bound a client id: it travels with the client's
+    /// messages as their clientId.
+    identified: bool,
     /// The connection authenticated with MQTT 5 enhanced authentication,
     /// so it may re-authenticate with AUTH.
     enhanced_auth: bool,
@@ -402,6 +405,8 @@ impl Conn {
         } else {
             c.client_id.clone()
         };
+        // Identified: its token bound a client id (or let it pick one).
+        let identified = principal.client_id.is_some();
         principal.client_id = Some(client_id.clone());
         if let Some(w) = &c.will
             && !auth.authenticator.check(&principal, &Op::Publish, &w.topic)
@@ -510,6 +515,7 @@ impl Conn {
             ctx: ctx.clone(),
             principal,
             unrestricted,
+            identified,
             enhanced_auth,
             token_events: false,
             expiry_warned: false,
@@ -1031,7 +1037,7 @@ impl Conn {
             user_properties: pp.user_properties,
             // The identity a token bound is the message's clientId for
             // realtime subscribers (an unidentified client has none).
-            client_id: self.principal.client_id.clone(),
+            client_id: self.identified.then(|| self.session.client_id.to_string()),
             ..MessageProps::default()
         };
         let topic = match &self.last_topic {
@@ -1201,6 +1207,7 @@ impl Conn {
         if p.client_id.as_deref().is_some_and(|b| b != "*" && b != id) {
             return Err(CloseReason::ReauthFailed);
         }
+        self.identified = p.client_id.is_some();
         p.client_id = Some(id.to_owned());
         self.unrestricted = self.ctx.auth.authenticator.deny_rules().is_empty()
             && p.capability.canonical() == tern_auth::Capability::all().canonical();
@@ -1355,8 +1362,12 @@ impl Conn {
             }
         }
         if st.journal.is_some() {
-            // Stored deliveries, QoS 2 ids and releases go out once durable.
-            self.durable_needed = self.durable_needed.max(st.last_op);
+            // A QoS 2 delivery's packet id and a release go out once
+            // durable, so a restart resends with the same id or only the
+            // release. QoS 0/1 deliveries go at once: should a crash take
+            // a message back, its publisher was not acknowledged and sends
+            // it again (at least once allows the repeat).
+            self.durable_needed = self.durable_needed.max(st.last_state_op);
         }
         let low = self.ctx.hub.config().backpressure_queue_messages / 2;
         if queued_before >= low && st.queue.len() < low {
