@@ -165,6 +165,10 @@ pub fn open(
     };
     let db = Database::builder(path)
         .manual_journal_persist(true)
+        // Journals beyond 64 MiB in all (the engine's minimum; default 512)
+        // force memtables to be flushed, so acknowledged-and-deleted
+        // messages do not keep hundreds of MiB of journal around.
+        .max_journaling_size(64 * 1024 * 1024)
         .open()
         .map_err(engine_err)?;
     let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
