@@ -209,3 +209,128 @@ fn bench_offline_needs_persistent_and_a_fan_scenario() {
         );
     }
 }
+
+/// A short open-loop QoS 0 run against `t` (MQTT and HTTP ports given)
+/// that must deliver every message once; returns the JSON line.
+fn assert_ws_run_delivers_everything(t: &common::Tern, args: &[&str]) -> serde_json::Value {
+    let ws_port = t.http.port().to_string();
+    let mut all: Vec<&str> = vec![
+        "--rate",
+        "2000",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--ws-port",
+        &ws_port,
+    ];
+    all.extend_from_slice(args);
+    let (v, line) = bench_json(&t.port(), &all);
+    assert!(v["sent"].as_u64().expect("sent") > 0, "{line}");
+    assert_eq!(v["lost"].as_u64(), Some(0), "{line}");
+    assert_eq!(v["dup"].as_u64(), Some(0), "{line}");
+    assert_eq!(v["foreign"].as_u64(), Some(0), "{line}");
+    assert_eq!(v["expected"], v["received"], "{line}");
+    assert!(v["expected"].as_u64().expect("expected") > 0, "{line}");
+    assert!(v.get("p99_us").is_some(), "{line}");
+    v
+}
+
+#[test]
+fn bench_fanout_over_mqtt_websocket_delivers_everything() {
+    let t = common::Tern::start(&[]);
+    for version in ["5", "3"] {
+        let v = assert_ws_run_delivers_everything(
+            &t,
+            &[
+                "--scenario",
+                "fanout",
+                "--subscribers",
+                "5",
+                "--transport",
+                "ws",
+                "--mqtt-version",
+                version,
+            ],
+        );
+        assert_eq!(v["transport"], "ws");
+        // 5 subscribers each owed every message.
+        assert_eq!(
+            v["expected"].as_u64(),
+            v["sent"].as_u64().map(|s| s * 5),
+            "warm-up 0: all sent are measured"
+        );
+    }
+}
+
+#[test]
+fn bench_fanout_to_realtime_subscribers_delivers_everything() {
+    let t = common::Tern::start(&[]);
+    for transport in ["tcp", "ws"] {
+        let v = assert_ws_run_delivers_everything(
+            &t,
+            &[
+                "--scenario",
+                "fanout",
+                "--subscribers",
+                "5",
+                "--sub-protocol",
+                "realtime",
+                "--transport",
+                transport,
+            ],
+        );
+        assert_eq!(v["sub_protocol"], "realtime");
+        assert_eq!(v["pub_protocol"], "mqtt");
+    }
+}
+
+#[test]
+fn bench_fanin_from_realtime_publishers_delivers_everything() {
+    let t = common::Tern::start(&[]);
+    let v = assert_ws_run_delivers_everything(
+        &t,
+        &[
+            "--scenario",
+            "fanin",
+            "--publishers",
+            "4",
+            "--pub-protocol",
+            "realtime",
+        ],
+    );
+    assert_eq!(v["pub_protocol"], "realtime");
+    // Every realtime publish was ACKed, none refused or left unanswered.
+    assert_eq!(v["acked"], v["expected"], "{v}");
+    assert_eq!(v["refused"].as_u64(), Some(0), "{v}");
+    assert_eq!(v["unacked"].as_u64(), Some(0), "{v}");
+}
+
+#[test]
+fn bench_realtime_needs_qos0_and_a_channel_per_subscriber() {
+    for args in [
+        &[
+            "--scenario",
+            "fanout",
+            "--sub-protocol",
+            "realtime",
+            "--qos",
+            "1",
+        ][..],
+        &["--scenario", "fanin", "--sub-protocol", "realtime"][..],
+        &["--scenario", "conns", "--pub-protocol", "realtime"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .arg("bench")
+            .args(args)
+            .args(["--duration", "1", "--port", "1", "--ws-port", "1"])
+            .output()
+            .expect("run tern bench");
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("realtime"),
+            "{args:?}: unexpected error output:\n{stderr}"
+        );
+    }
+}

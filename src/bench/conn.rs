@@ -14,6 +14,9 @@ use tern_mqtt_codec::{
 };
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::ws::{WsRead, WsStream};
 
 /// Stop producing once this many bytes wait to be written.
 pub const WBUF_HIGH: usize = 64 * 1024;
@@ -29,10 +32,32 @@ pub enum ReadState {
     Closed,
 }
 
+/// How MQTT bytes travel.
+#[derive(Debug)]
+enum Io {
+    /// Raw TCP.
+    Tcp(TcpStream),
+    /// Binary WebSocket frames on `/mqtt` (subprotocol `mqtt`).
+    Ws(Box<WsStream>),
+}
+
+/// The transport of MQTT clients (`--transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// Raw TCP to `--port`.
+    Tcp,
+    /// MQTT over WebSocket: `ws://HOST:WS_PORT/mqtt`, subprotocol `mqtt`,
+    /// one binary frame per write.
+    Ws,
+}
+
+/// Most bytes one `try_read` takes out of a WebSocket before returning.
+const WS_READ_MAX: usize = 256 * 1024;
+
 /// A connected, accepted MQTT client.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    io: Io,
     /// Received bytes not decoded yet.
     pub rbuf: BytesMut,
     /// Encoded packets not written yet.
@@ -53,8 +78,10 @@ pub struct Conn {
 /// Settings every client of a run shares.
 #[derive(Debug, Clone)]
 pub struct ClientCfg {
-    /// Broker address.
+    /// Broker address (the MQTT port for TCP, the HTTP port for WebSocket).
     pub addr: SocketAddr,
+    /// TCP or WebSocket.
+    pub transport: Transport,
     /// MQTT version spoken.
     pub version: ProtocolVersion,
     /// Keep alive asked for, seconds.
@@ -78,7 +105,7 @@ pub enum SessionMode {
 }
 
 /// Explains an I/O error from `connect` in the user's terms.
-fn explain(e: &std::io::Error, addr: SocketAddr) -> String {
+pub fn explain(e: &std::io::Error, addr: SocketAddr) -> String {
     match (e.kind(), e.raw_os_error()) {
         (ErrorKind::ConnectionRefused, _) => {
             format!("cannot connect to {addr}: connection refused (is the broker running there?)")
@@ -104,19 +131,27 @@ impl Conn {
         mode: SessionMode,
     ) -> anyhow::Result<(Conn, bool)> {
         let deadline = Instant::now() + cfg.timeout;
-        let stream = tokio::time::timeout_at(deadline.into(), TcpStream::connect(cfg.addr))
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "cannot connect to {}: TCP connect timed out after {:?}",
-                    cfg.addr,
-                    cfg.timeout
-                )
-            })?
-            .map_err(|e| anyhow!(explain(&e, cfg.addr)))?;
-        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+        let io = match cfg.transport {
+            Transport::Tcp => {
+                let stream = tokio::time::timeout_at(deadline.into(), TcpStream::connect(cfg.addr))
+                    .await
+                    .map_err(|_| {
+                        anyhow!(
+                            "cannot connect to {}: TCP connect timed out after {:?}",
+                            cfg.addr,
+                            cfg.timeout
+                        )
+                    })?
+                    .map_err(|e| anyhow!(explain(&e, cfg.addr)))?;
+                stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+                Io::Tcp(stream)
+            }
+            Transport::Ws => Io::Ws(Box::new(
+                WsStream::connect(cfg.addr, "/mqtt", Some("mqtt"), deadline).await?,
+            )),
+        };
         let mut conn = Conn {
-            stream,
+            io,
             rbuf: BytesMut::with_capacity(4096),
             wbuf: BytesMut::with_capacity(4096),
             version: cfg.version,
@@ -257,9 +292,28 @@ impl Conn {
 
     /// Writes as much of the write buffer as the socket takes now.
     pub fn try_flush(&mut self) -> anyhow::Result<usize> {
+        let stream = match &mut self.io {
+            Io::Tcp(s) => s,
+            Io::Ws(ws) => {
+                // One binary frame per batch, handed over only once the
+                // previous one is out: the write buffer keeps its role as
+                // the measure of back-pressure.
+                let mut total = 0;
+                if ws.try_flush()? && !self.wbuf.is_empty() {
+                    let frame = self.wbuf.split().freeze();
+                    total = frame.len();
+                    ws.send(Message::Binary(frame))?;
+                    ws.try_flush()?;
+                }
+                if total > 0 {
+                    self.last_write = Instant::now();
+                }
+                return Ok(total);
+            }
+        };
         let mut total = 0;
         while !self.wbuf.is_empty() {
-            match self.stream.try_write(&self.wbuf) {
+            match stream.try_write(&self.wbuf) {
                 Ok(0) => bail!("the connection was closed while writing"),
                 Ok(n) => {
                     self.wbuf.advance(n);
@@ -280,7 +334,31 @@ impl Conn {
         if self.rbuf.capacity() - self.rbuf.len() < self.read_chunk / 4 {
             self.rbuf.reserve(self.read_chunk);
         }
-        match self.stream.try_read_buf(&mut self.rbuf) {
+        let stream = match &mut self.io {
+            Io::Tcp(s) => s,
+            Io::Ws(ws) => {
+                // Until tungstenite has nothing complete left (it may hold
+                // whole frames it already took from the socket), bounded.
+                let mut n = 0;
+                while n < WS_READ_MAX {
+                    match ws.try_recv()? {
+                        WsRead::Msg(Message::Binary(b)) => {
+                            self.rbuf.extend_from_slice(&b);
+                            n += b.len();
+                        }
+                        WsRead::Msg(_) => bail!("the broker sent a text frame on /mqtt"),
+                        WsRead::Empty => break,
+                        WsRead::Closed if n == 0 => return Ok(ReadState::Closed),
+                        // Decode what came first; the close shows next time.
+                        WsRead::Closed => break,
+                    }
+                }
+                // Pongs queued by pings read above.
+                ws.try_flush()?;
+                return Ok(ReadState::Bytes(n));
+            }
+        };
+        match stream.try_read_buf(&mut self.rbuf) {
             Ok(0) => Ok(ReadState::Closed),
             Ok(n) => Ok(ReadState::Bytes(n)),
             Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(ReadState::Bytes(0)),
@@ -298,13 +376,17 @@ impl Conn {
     /// Waits until the socket is readable, writable (only if there is
     /// something to write), or `until` passes.
     pub async fn wait(&self, until: Instant) -> anyhow::Result<()> {
+        let stream = match &self.io {
+            Io::Tcp(s) => s,
+            Io::Ws(ws) => return ws.wait(until, !self.wbuf.is_empty()).await,
+        };
         let interest = if self.wbuf.is_empty() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE
         };
         tokio::select! {
-            r = self.stream.ready(interest) => { r.context("waiting on the socket")?; }
+            r = stream.ready(interest) => { r.context("waiting on the socket")?; }
             _ = tokio::time::sleep_until(until.into()) => {}
         }
         Ok(())
@@ -312,7 +394,25 @@ impl Conn {
 
     /// Writes the whole write buffer, by `deadline`.
     pub async fn flush_all(&mut self, deadline: Instant) -> anyhow::Result<()> {
-        let r = tokio::time::timeout_at(deadline.into(), self.stream.write_all(&self.wbuf)).await;
+        let stream = match &mut self.io {
+            Io::Tcp(s) => s,
+            Io::Ws(_) => loop {
+                self.try_flush()?;
+                let pending = match &self.io {
+                    Io::Ws(ws) => ws.backlog(),
+                    Io::Tcp(_) => false,
+                };
+                if self.wbuf.is_empty() && !pending {
+                    self.last_write = Instant::now();
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    bail!("timed out writing to the broker");
+                }
+                self.wait(deadline).await?;
+            },
+        };
+        let r = tokio::time::timeout_at(deadline.into(), stream.write_all(&self.wbuf)).await;
         match r {
             Ok(Ok(())) => {
                 self.wbuf.clear();
@@ -354,7 +454,12 @@ impl Conn {
                 .flush_all(Instant::now() + Duration::from_millis(500))
                 .await;
         }
-        let _ = tokio::time::timeout(Duration::from_millis(500), self.stream.shutdown()).await;
+        match self.io {
+            Io::Tcp(mut s) => {
+                let _ = tokio::time::timeout(Duration::from_millis(500), s.shutdown()).await;
+            }
+            Io::Ws(ws) => ws.close().await,
+        }
     }
 
     /// Sends DISCONNECT, then waits (by `deadline`) for the broker to close
@@ -366,7 +471,9 @@ impl Conn {
         self.wbuf.clear();
         self.queue(&Packet::Disconnect(Disconnect::default()))?;
         self.flush_all(deadline).await?;
-        let _ = tokio::time::timeout_at(deadline.into(), self.stream.shutdown()).await;
+        if let Io::Tcp(s) = &mut self.io {
+            let _ = tokio::time::timeout_at(deadline.into(), s.shutdown()).await;
+        }
         loop {
             self.rbuf.clear();
             if self.try_read()? == ReadState::Closed {

@@ -25,9 +25,11 @@ mod conn;
 mod payload;
 mod procstat;
 mod publisher;
+mod realtime;
 mod report;
 mod subscriber;
 mod tracker;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use tern_mqtt_codec::{ProtocolVersion, QoS};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use conn::Transport;
 use conn::{ClientCfg, Conn, ReadState, SessionMode, describe_disconnect};
 use publisher::{PubCfg, PubStats, Template, Timeline};
 use report::{Report, percentiles};
@@ -90,6 +93,25 @@ impl Scenario {
     }
 }
 
+/// The protocol a side of the run speaks (`--sub-protocol`, `--pub-protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// MQTT, over `--transport`.
+    Mqtt,
+    /// The realtime protocol (Ably-compatible, JSON) on the HTTP listener
+    /// (`--ws-port`), anonymous.
+    Realtime,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Mqtt => "mqtt",
+            Protocol::Realtime => "realtime",
+        }
+    }
+}
+
 /// `tern bench`: drive an MQTT broker with load and report throughput,
 /// latency, losses and duplicates.
 #[derive(Debug, Clone, clap::Args)]
@@ -103,6 +125,22 @@ pub struct BenchArgs {
     /// Broker MQTT port.
     #[arg(long, default_value_t = 1883)]
     pub port: u16,
+    /// MQTT clients' transport: raw TCP to `--port`, or WebSocket to
+    /// `ws://HOST:WS_PORT/mqtt`.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
+    /// The broker's HTTP port: MQTT over WebSocket (`/mqtt`) and the
+    /// realtime protocol (`/`).
+    #[arg(long, default_value_t = 8080)]
+    pub ws_port: u16,
+    /// Subscribers speak MQTT, or the realtime protocol (JSON over
+    /// WebSocket on `--ws-port`; QoS 0; not with `fanin`).
+    #[arg(long, value_enum, default_value_t = Protocol::Mqtt)]
+    pub sub_protocol: Protocol,
+    /// Publishers speak MQTT, or the realtime protocol (JSON over
+    /// WebSocket on `--ws-port`, one message per MESSAGE frame; QoS 0).
+    #[arg(long, value_enum, default_value_t = Protocol::Mqtt)]
+    pub pub_protocol: Protocol,
     /// QoS of publishes and subscriptions.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
@@ -258,6 +296,25 @@ impl Run {
         if args.offline && !matches!(s, Scenario::Fanin | Scenario::Fanout) {
             bail!("--offline only applies to the fanin and fanout scenarios");
         }
+        let realtime =
+            args.sub_protocol == Protocol::Realtime || args.pub_protocol == Protocol::Realtime;
+        if realtime {
+            if s == Scenario::Conns {
+                bail!("--sub-protocol / --pub-protocol realtime do not apply to conns");
+            }
+            if qos != QoS::AtMostOnce {
+                bail!("realtime clients only run with --qos 0");
+            }
+            if args.persistent {
+                bail!("realtime clients have no persistent sessions (--persistent)");
+            }
+        }
+        if args.sub_protocol == Protocol::Realtime && s == Scenario::Fanin {
+            bail!(
+                "--sub-protocol realtime does not apply to fanin: a realtime subscriber \
+                 attaches to one channel (no wildcard)"
+            );
+        }
         let (publishers, subscribers) = match s {
             Scenario::Fanin => (args.publishers.unwrap_or(4), 1),
             Scenario::Fanout => (1, args.subscribers.unwrap_or(100)),
@@ -328,6 +385,7 @@ impl Run {
     fn client_cfg(&self, addr: SocketAddr) -> ClientCfg {
         ClientCfg {
             addr,
+            transport: self.args.transport,
             version: self.version,
             keep_alive: self.args.keepalive,
             packet_bytes_max: (self.args.size + 64 * 1024).max(1024 * 1024),
@@ -381,6 +439,12 @@ impl Run {
             tick_ms: self.args.tick_ms,
             inflight: self.args.inflight,
             threads: self.args.threads as usize,
+            transport: match self.args.transport {
+                Transport::Tcp => "tcp",
+                Transport::Ws => "ws",
+            },
+            sub_protocol: self.args.sub_protocol.name(),
+            pub_protocol: self.args.pub_protocol.name(),
             persistent: self.args.persistent,
             offline: self.args.offline,
             ..Default::default()
@@ -492,8 +556,17 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("--host {host} resolves to no address"))
 }
 
+/// Address of the MQTT clients: `--port` for TCP, `--ws-port` for
+/// WebSocket.
+async fn mqtt_addr(run: &Run) -> anyhow::Result<SocketAddr> {
+    match run.args.transport {
+        Transport::Tcp => resolve(&run.args.host, run.args.port).await,
+        Transport::Ws => resolve(&run.args.host, run.args.ws_port).await,
+    }
+}
+
 async fn scenario(run: &Run) -> anyhow::Result<Report> {
-    let addr = resolve(&run.args.host, run.args.port).await?;
+    let addr = mqtt_addr(run).await?;
     let cfg = run.client_cfg(addr);
     match run.scenario {
         Scenario::Conns => conns(run, &cfg).await,
@@ -501,21 +574,79 @@ async fn scenario(run: &Run) -> anyhow::Result<Report> {
     }
 }
 
-/// Connections made by [`connect_many`], in index order, with their
-/// connect latencies, the time the whole batch took, and each one's
-/// CONNACK Session Present flag.
-struct Connected {
-    conns: Vec<Conn>,
+/// Connections made by [`connect_many`] / [`connect_all`], in index order,
+/// with their connect latencies, the time the whole batch took, and each
+/// one's CONNACK Session Present flag.
+struct Connected<T = Conn> {
+    conns: Vec<T>,
     present: Vec<bool>,
     latency: Histogram<u64>,
     elapsed: Duration,
 }
 
-/// One connection made by a task of [`connect_many`].
-type Made = (usize, Conn, bool, Duration);
+/// One connection made by a task of [`connect_all`].
+type Made<T> = (usize, T, bool, Duration);
 
-/// Connects `ids.len()` clients asking for the session `session`, at most
-/// `concurrency` at once and at most `rate` per second (0 = no limit);
+/// Makes `n` connections with `make(i)`, at most `concurrency` at once and
+/// at most `rate` per second (0 = no limit).
+async fn connect_all<T, F, Fut>(
+    n: usize,
+    concurrency: usize,
+    rate: f64,
+    make: F,
+) -> anyhow::Result<Connected<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(T, bool)>> + Send + 'static,
+{
+    let start = Instant::now();
+    let mut slots: Vec<Option<(T, bool)>> = (0..n).map(|_| None).collect();
+    let mut latency = new_histogram();
+    let mut set: JoinSet<anyhow::Result<Made<T>>> = JoinSet::new();
+    let mut take = |r: Result<anyhow::Result<Made<T>>, tokio::task::JoinError>,
+                    slots: &mut Vec<Option<(T, bool)>>|
+     -> anyhow::Result<()> {
+        let (i, c, present, took) = r.map_err(|e| anyhow!("connect task failed: {e}"))??;
+        subscriber::record(&mut latency, took.as_micros() as u64);
+        slots[i] = Some((c, present));
+        Ok(())
+    };
+    for i in 0..n {
+        if rate > 0.0 {
+            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
+                .await;
+        }
+        while set.len() >= concurrency {
+            if let Some(r) = set.join_next().await {
+                take(r, &mut slots)?;
+            }
+        }
+        let fut = make(i);
+        set.spawn(async move {
+            let t = Instant::now();
+            let (c, present) = fut.await?;
+            Ok((i, c, present, t.elapsed()))
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        take(r, &mut slots)?;
+    }
+    let elapsed = start.elapsed();
+    let (conns, present): (Vec<T>, Vec<bool>) = slots.into_iter().flatten().unzip();
+    if conns.len() != n {
+        bail!("internal error: {} of {n} connections made", conns.len());
+    }
+    Ok(Connected {
+        conns,
+        present,
+        latency,
+        elapsed,
+    })
+}
+
+/// Connects `ids.len()` MQTT clients asking for the session `session`, at
+/// most `concurrency` at once and at most `rate` per second (0 = no limit);
 /// subscribes each to `filters[i]` if given.
 async fn connect_many(
     cfg: &ClientCfg,
@@ -526,35 +657,15 @@ async fn connect_many(
     rate: f64,
     what: &'static str,
 ) -> anyhow::Result<Connected> {
-    let start = Instant::now();
-    let n = ids.len();
-    let mut slots: Vec<Option<(Conn, bool)>> = (0..n).map(|_| None).collect();
-    let mut latency = new_histogram();
-    let mut set: JoinSet<anyhow::Result<Made>> = JoinSet::new();
     let filters = filters.map(|(f, q)| (Arc::new(f), q));
-    let mut take = |r: Result<anyhow::Result<Made>, tokio::task::JoinError>,
-                    slots: &mut Vec<Option<(Conn, bool)>>|
-     -> anyhow::Result<()> {
-        let (i, c, present, took) = r.map_err(|e| anyhow!("connect task failed: {e}"))??;
-        subscriber::record(&mut latency, took.as_micros() as u64);
-        slots[i] = Some((c, present));
-        Ok(())
-    };
-    for (i, id) in ids.into_iter().enumerate() {
-        if rate > 0.0 {
-            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
-                .await;
-        }
-        while set.len() >= concurrency {
-            if let Some(r) = set.join_next().await {
-                take(r, &mut slots)?;
-            }
-        }
+    let ids = Arc::new(ids);
+    connect_all(ids.len(), concurrency, rate, |i| {
         let cfg = cfg.clone();
         let filters = filters.clone();
-        set.spawn(async move {
-            let t = Instant::now();
-            let (mut c, present) = Conn::connect_session(&cfg, &id, session)
+        let ids = ids.clone();
+        async move {
+            let id = &ids[i];
+            let (mut c, present) = Conn::connect_session(&cfg, id, session)
                 .await
                 .with_context(|| format!("{what} {i} ({id})"))?;
             if let Some((f, q)) = &filters {
@@ -562,23 +673,39 @@ async fn connect_many(
                     .await
                     .with_context(|| format!("{what} {i} ({id})"))?;
             }
-            Ok((i, c, present, t.elapsed()))
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        take(r, &mut slots)?;
-    }
-    let elapsed = start.elapsed();
-    let (conns, present): (Vec<Conn>, Vec<bool>) = slots.into_iter().flatten().unzip();
-    if conns.len() != n {
-        bail!("internal error: {} of {n} connections made", conns.len());
-    }
-    Ok(Connected {
-        conns,
-        present,
-        latency,
-        elapsed,
+            Ok((c, present))
+        }
     })
+    .await
+}
+
+/// Connects realtime clients, attaching client `i` to `channels[i]` if
+/// given.
+async fn connect_realtime(
+    run: &Run,
+    n: usize,
+    channels: Option<Vec<String>>,
+    what: &'static str,
+) -> anyhow::Result<Connected<ws::WsStream>> {
+    let addr = resolve(&run.args.host, run.args.ws_port).await?;
+    let timeout = run.client_cfg(addr).timeout;
+    let channels = channels.map(Arc::new);
+    connect_all(
+        n,
+        run.args.connect_concurrency as usize,
+        run.args.connect_rate,
+        |i| {
+            let channels = channels.clone();
+            async move {
+                let ch = channels.as_ref().map(|c| c[i].as_str());
+                let ws = realtime::connect(addr, ch, timeout)
+                    .await
+                    .with_context(|| format!("realtime {what} {i}"))?;
+                Ok((ws, false))
+            }
+        },
+    )
+    .await
 }
 
 /// `--offline`: disconnects the subscribers (keeping their sessions) and
@@ -608,7 +735,7 @@ async fn go_offline(conns: Vec<Conn>, timeout: Duration) -> anyhow::Result<()> {
 /// Removes the persistent sessions of this run's subscribers: connects
 /// each client id with clean start 1 (no session expiry) and disconnects.
 async fn forget_sessions(run: &Run) -> anyhow::Result<()> {
-    let addr = resolve(&run.args.host, run.args.port).await?;
+    let addr = mqtt_addr(run).await?;
     let cfg = run.client_cfg(addr);
     let made = connect_many(
         &cfg,
@@ -699,16 +826,34 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
     let sub_plans: Vec<(String, u32, u32)> =
         (0..run.subscribers).map(|i| run.sub_plan(i)).collect();
     let sub_ids = run.sub_ids();
-    let subs = connect_many(
-        cfg,
-        sub_ids.clone(),
-        Some((sub_plans.iter().map(|p| p.0.clone()).collect(), qos)),
-        run.sub_session,
-        concurrency,
-        run.args.connect_rate,
-        "subscriber",
-    )
-    .await?;
+    let mut rt_subs = None;
+    let subs = if run.args.sub_protocol == Protocol::Realtime {
+        let made = connect_realtime(
+            run,
+            run.subscribers,
+            Some(sub_plans.iter().map(|p| p.0.clone()).collect()),
+            "subscriber",
+        )
+        .await?;
+        rt_subs = Some(made.conns);
+        Connected {
+            conns: Vec::new(),
+            present: made.present,
+            latency: made.latency,
+            elapsed: made.elapsed,
+        }
+    } else {
+        connect_many(
+            cfg,
+            sub_ids.clone(),
+            Some((sub_plans.iter().map(|p| p.0.clone()).collect(), qos)),
+            run.sub_session,
+            concurrency,
+            run.args.connect_rate,
+            "subscriber",
+        )
+        .await?
+    };
     if let Some(i) = subs.present.iter().position(|&p| p) {
         bail!(
             "the broker already had a session for client id {} (Session Present): \
@@ -721,18 +866,30 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
         go_offline(online_subs.take().unwrap_or_default(), cfg.timeout).await?;
         tokio::time::sleep(OFFLINE_SETTLE).await;
     }
-    let pubs = connect_many(
-        cfg,
-        (0..run.publishers)
-            .map(|i| format!("{}-p{i}", run.run_id))
-            .collect(),
-        None,
-        SessionMode::Clean,
-        concurrency,
-        run.args.connect_rate,
-        "publisher",
-    )
-    .await?;
+    let mut rt_pubs = None;
+    let pubs = if run.args.pub_protocol == Protocol::Realtime {
+        let made = connect_realtime(run, run.publishers, None, "publisher").await?;
+        rt_pubs = Some(made.conns);
+        Connected {
+            conns: Vec::new(),
+            present: made.present,
+            latency: made.latency,
+            elapsed: made.elapsed,
+        }
+    } else {
+        connect_many(
+            cfg,
+            (0..run.publishers)
+                .map(|i| format!("{}-p{i}", run.run_id))
+                .collect(),
+            None,
+            SessionMode::Clean,
+            concurrency,
+            run.args.connect_rate,
+            "publisher",
+        )
+        .await?
+    };
     let mut latency = subs.latency.clone();
     latency
         .add(&pubs.latency)
@@ -767,6 +924,21 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
             idle_from: persistent.then_some(time.drain_until),
         };
         spawn_subscribers(&mut set, conns, &sub_plans, &proto);
+        for (i, (ws, (_, first, count))) in
+            rt_subs.into_iter().flatten().zip(&sub_plans).enumerate()
+        {
+            let scfg = SubCfg {
+                first: *first,
+                count: *count,
+                ..proto.clone()
+            };
+            set.spawn(async move {
+                realtime::run_sub(ws, scfg)
+                    .await
+                    .map(Done::Sub)
+                    .with_context(|| format!("realtime subscriber {i}"))
+            });
+        }
     }
     let per_pub_rate = run.args.rate / run.publishers as f64;
     for (i, c) in pubs.conns.into_iter().enumerate() {
@@ -784,6 +956,23 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
                 .await
                 .map(Done::Pub)
                 .with_context(|| format!("publisher {i}"))
+        });
+    }
+    for (i, ws) in rt_pubs.into_iter().flatten().enumerate() {
+        let pcfg = realtime::RtPubCfg {
+            id: i as u32,
+            channel: run.pub_topic(i),
+            size: run.args.size,
+            rate: per_pub_rate,
+            tick: Duration::from_millis(run.args.tick_ms),
+            inflight: usize::from(run.args.inflight),
+            time,
+        };
+        set.spawn(async move {
+            realtime::run_pub(ws, pcfg)
+                .await
+                .map(Done::Pub)
+                .with_context(|| format!("realtime publisher {i}"))
         });
     }
     let broker_pid = run.args.broker_pid;
@@ -912,7 +1101,12 @@ async fn messages(run: &Run, cfg: &ClientCfg) -> anyhow::Result<Report> {
     r.sent_per_sec = Some(sent as f64 / secs);
     r.unacked = Some(pub_stats.iter().map(|s| s.unacked.len() as u64).sum());
     r.refused = Some(pub_stats.iter().map(|s| s.refused.len() as u64).sum());
-    if run.args.persistent && qos != QoS::AtMostOnce {
+    if run.args.pub_protocol == Protocol::Realtime {
+        // Realtime publishes are ACKed whatever the QoS.
+        r.acked = Some(pub_stats.iter().map(|s| s.accepted).sum());
+        r.acked_per_sec =
+            Some(pub_stats.iter().map(|s| s.accepted_measured).sum::<u64>() as f64 / secs);
+    } else if run.args.persistent && qos != QoS::AtMostOnce {
         r.acked = Some(pub_stats.iter().map(|s| s.accepted).sum());
         r.acked_per_sec =
             Some(pub_stats.iter().map(|s| s.accepted_measured).sum::<u64>() as f64 / secs);

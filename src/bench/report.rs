@@ -21,6 +21,12 @@ pub struct Report {
     pub tick_ms: u64,
     pub inflight: u16,
     pub threads: usize,
+    /// MQTT clients' transport: `tcp` or `ws` (empty: tcp, older reports).
+    pub transport: &'static str,
+    /// Protocol of the subscribers: `mqtt` or `realtime`.
+    pub sub_protocol: &'static str,
+    /// Protocol of the publishers: `mqtt` or `realtime`.
+    pub pub_protocol: &'static str,
     /// `--persistent`: subscribers had persistent sessions.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub persistent: bool,
@@ -190,8 +196,13 @@ impl Report {
             line(
                 "scenario",
                 format!(
-                    "{}  mqtt {}  qos {}  size {} B  threads {}",
-                    self.scenario, self.mqtt_version, self.qos, self.size, self.threads
+                    "{}  mqtt {}  qos {}  size {} B  threads {}{}",
+                    self.scenario,
+                    self.mqtt_version,
+                    self.qos,
+                    self.size,
+                    self.threads,
+                    self.protocols()
                 ),
             );
             line(
@@ -233,8 +244,11 @@ impl Report {
             line(
                 "scenario",
                 format!(
-                    "{}  mqtt {}  threads {}",
-                    self.scenario, self.mqtt_version, self.threads
+                    "{}  mqtt {}  threads {}{}",
+                    self.scenario,
+                    self.mqtt_version,
+                    self.threads,
+                    self.protocols()
                 ),
             );
         }
@@ -418,6 +432,22 @@ impl Report {
     }
 
     /// The JSON line.
+    /// `  transport ws  subs realtime  pubs mqtt`, or nothing for the
+    /// default (MQTT over TCP on both sides).
+    fn protocols(&self) -> String {
+        let mut o = String::new();
+        if self.transport == "ws" {
+            o.push_str("  transport ws");
+        }
+        if self.sub_protocol == "realtime" || self.pub_protocol == "realtime" {
+            o.push_str(&format!(
+                "  subs {}  pubs {}",
+                self.sub_protocol, self.pub_protocol
+            ));
+        }
+        o
+    }
+
     pub fn json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }

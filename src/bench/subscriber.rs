@@ -72,6 +72,67 @@ pub struct SubStats {
     pub late: u64,
 }
 
+impl SubStats {
+    /// Nothing received yet, for the publishers `cfg` names.
+    pub fn new(cfg: &SubCfg) -> SubStats {
+        SubStats {
+            first: cfg.first,
+            streams: vec![SeqTracker::default(); cfg.count as usize],
+            delivered_measured: 0,
+            arrivals: 0,
+            latency: new_histogram(),
+            foreign: 0,
+            wrong_qos: 0,
+            last_arrival: None,
+            late: 0,
+        }
+    }
+
+    /// Accounts for one delivered `payload` read at `read_at` (`now_ns` in
+    /// payload time): its publisher's sequence, and the delivery count and
+    /// latency if it was stamped from `measure_from` on.
+    pub fn account(
+        &mut self,
+        cfg: &SubCfg,
+        payload: &[u8],
+        read_at: Instant,
+        now_ns: u64,
+        measure_from: u64,
+    ) {
+        let Some(stamp) = Stamp::read(payload) else {
+            self.foreign += 1;
+            return;
+        };
+        let Some(tracker) = stamp
+            .publisher
+            .checked_sub(cfg.first)
+            .and_then(|i| self.streams.get_mut(i as usize))
+        else {
+            self.foreign += 1;
+            return;
+        };
+        tracker.record(stamp.seq);
+        if cfg.late_until.is_some() && read_at > cfg.time.drain_until {
+            self.late += 1;
+        } else if stamp.sent_ns >= measure_from {
+            self.delivered_measured += 1;
+            record(
+                &mut self.latency,
+                now_ns.saturating_sub(stamp.sent_ns) / 1000,
+            );
+        }
+    }
+
+    /// Every message of every publisher heard from has arrived, given how
+    /// many each one sent (`finals`, by publisher index).
+    pub fn complete(&self, finals: &[u64]) -> bool {
+        self.streams.iter().enumerate().all(|(i, t)| {
+            let sent = finals.get(self.first as usize + i).copied().unwrap_or(0);
+            t.complete(sent)
+        })
+    }
+}
+
 /// A new latency histogram in µs (3 significant digits, grows as needed).
 pub fn new_histogram() -> Histogram<u64> {
     let mut h = Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"));
@@ -109,17 +170,7 @@ impl Pending {
 /// the drain deadline passes.
 pub async fn run(mut conn: Conn, mut cfg: SubCfg) -> anyhow::Result<SubStats> {
     let measure_from = cfg.time.ns(cfg.time.measure_from);
-    let mut st = SubStats {
-        first: cfg.first,
-        streams: vec![SeqTracker::default(); cfg.count as usize],
-        delivered_measured: 0,
-        arrivals: 0,
-        latency: new_histogram(),
-        foreign: 0,
-        wrong_qos: 0,
-        last_arrival: None,
-        late: 0,
-    };
+    let mut st = SubStats::new(&cfg);
     let hard_stop = cfg.late_until.unwrap_or(cfg.time.drain_until);
     let mut pending = Pending::new();
     // Known from the start when the publishers ran before (offline runs).
@@ -162,25 +213,7 @@ pub async fn run(mut conn: Conn, mut cfg: SubCfg) -> anyhow::Result<SubStats> {
                             (_, None) => bail!("QoS {} PUBLISH without packet id", p.qos as u8),
                         }
                         st.arrivals += 1;
-                        let Some(stamp) = Stamp::read(&p.payload) else {
-                            st.foreign += 1;
-                            continue;
-                        };
-                        let Some(tracker) = stamp
-                            .publisher
-                            .checked_sub(cfg.first)
-                            .and_then(|i| st.streams.get_mut(i as usize))
-                        else {
-                            st.foreign += 1;
-                            continue;
-                        };
-                        tracker.record(stamp.seq);
-                        if cfg.late_until.is_some() && read_at > cfg.time.drain_until {
-                            st.late += 1;
-                        } else if stamp.sent_ns >= measure_from {
-                            st.delivered_measured += 1;
-                            record(&mut st.latency, now_ns.saturating_sub(stamp.sent_ns) / 1000);
-                        }
+                        st.account(&cfg, &p.payload, read_at, now_ns, measure_from);
                     }
                     Packet::PubRel(r) => {
                         pending.remove(r.packet_id);
@@ -208,14 +241,8 @@ pub async fn run(mut conn: Conn, mut cfg: SubCfg) -> anyhow::Result<SubStats> {
         if finals.is_none() && cfg.finals.has_changed().unwrap_or(false) {
             finals = cfg.finals.borrow_and_update().clone();
         }
-        if let Some(f) = &finals {
-            let done = st.streams.iter().enumerate().all(|(i, t)| {
-                let sent = f.get(cfg.first as usize + i).copied().unwrap_or(0);
-                t.complete(sent)
-            });
-            if done {
-                break;
-            }
+        if finals.as_deref().is_some_and(|f| st.complete(f)) {
+            break;
         }
         if now >= hard_stop {
             break;
