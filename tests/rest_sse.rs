@@ -677,3 +677,42 @@ fn cross_origin_pages_get_cors_headers_and_preflights() {
     let r = curl(&[&url(&t, "/channels/x/messages")]);
     assert!(r.header("access-control-allow-origin").is_none());
 }
+
+#[test]
+fn mqtt_subscribers_rewind_with_a_qualifier() {
+    let t = Tern::start(&["--history", "rw/#=100/3600"]);
+    for i in 0..5 {
+        mqtt_pub(&t, "rw/a", format!("old{i}").as_bytes(), None);
+    }
+    let sub = mqtt_sub(&t, "rewinder", "[?rewind=3]rw/a");
+    let got: Vec<String> = (0..3)
+        .map(|_| String::from_utf8_lossy(&sub.next().payload).into_owned())
+        .collect();
+    assert_eq!(got, ["old2", "old3", "old4"]);
+    mqtt_pub(&t, "rw/a", b"live", None);
+    let p = sub.next();
+    assert_eq!(&p.payload[..], b"live", "live after the backlog");
+    assert_eq!(&p.topic[..], b"rw/a");
+    assert!(
+        sub.rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "no duplicate"
+    );
+    // Wildcards cannot rewind (history is per channel): the filter is refused.
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &t.port(),
+            "-V",
+            "mqttv5",
+            "-t",
+            "[?rewind=2]rw/#",
+            "-W",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("denied"), "{err}");
+}

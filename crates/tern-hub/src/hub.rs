@@ -800,6 +800,40 @@ impl Hub {
             .cloned()
     }
 
+    /// Queues `msgs` (a channel's history, oldest first) for `session`
+    /// ahead of anything queued since — the backlog of a rewinding
+    /// subscription. Returns how many.
+    pub fn deliver_backlog(
+        &self,
+        session: &SessionHandle,
+        msgs: &[Arc<Message>],
+        opts: SubOptions,
+    ) -> usize {
+        let now = Instant::now();
+        let mut st = session.state.lock();
+        let mut n = 0;
+        for m in msgs.iter().rev() {
+            if m.is_expired(now) {
+                continue;
+            }
+            if st.queue.len() >= self.config.session_queue_max {
+                break;
+            }
+            st.queue.push_front(Delivery {
+                msg: m.clone(),
+                qos: m.qos.min(opts.qos),
+                retain: false,
+                sub_ids: opts.sub_id.into_iter().collect(),
+                qkey: 0,
+            });
+            n += 1;
+        }
+        if let Some(o) = &st.owner {
+            o.wake();
+        }
+        n
+    }
+
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
         self.retained.read().len()

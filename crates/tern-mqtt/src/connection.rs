@@ -1064,10 +1064,28 @@ impl Conn {
         }
     }
 
-    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), CloseReason> {
+    fn on_subscribe(&mut self, mut s: Subscribe) -> Result<(), CloseReason> {
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
-        for f in &s.filters {
+        let mut backlogs = Vec::new();
+        for f in &mut s.filters {
+            // `[?rewind=N]name`: the channel's last N messages from history
+            // first (docs/protocol-mapping.md).
+            let rewind = match rewind_qualifier(&f.filter) {
+                None => None,
+                Some(Ok((n, name))) => {
+                    f.filter = name;
+                    Some(n)
+                }
+                Some(Err(())) => {
+                    codes.push(if self.v5 {
+                        reason::TOPIC_FILTER_INVALID
+                    } else {
+                        0x80
+                    });
+                    continue;
+                }
+            };
             let shared = f.filter.starts_with("$share/");
             if shared && f.options.no_local && self.v5 {
                 // [MQTT-3.8.3-4]
@@ -1112,6 +1130,9 @@ impl Conn {
                     if send && !r.shared {
                         retained.push((f.filter.clone(), opts));
                     }
+                    if let Some(n) = rewind {
+                        backlogs.push((f.filter.clone(), n, opts, self.ctx.hub.last_seq()));
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(client_id = %self.session.client_id, filter = %f.filter, error = %e, "subscription refused");
@@ -1131,6 +1152,30 @@ impl Conn {
         for (filter, opts) in retained {
             self.ctx.hub.deliver_retained(&self.session, &filter, opts);
         }
+        for (channel, n, opts, upto) in backlogs {
+            let Some(h) = self.ctx.hub.history() else {
+                continue;
+            };
+            let q = tern_hub::HistoryQuery {
+                channel,
+                start_ms: None,
+                end_ms: None,
+                limit: n,
+                forwards: false,
+                // Later messages reach the new subscription live.
+                after_seq: Some(upto.saturating_add(1)),
+            };
+            match h.query(&q) {
+                Ok(page) => {
+                    let mut msgs = page.messages;
+                    msgs.reverse();
+                    self.ctx.hub.deliver_backlog(&self.session, &msgs, opts);
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %q.channel, error = %e, "history unreadable for a rewind")
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1148,7 +1193,12 @@ impl Conn {
                         reason::NO_SUBSCRIPTION_EXISTED
                     };
                 }
-                if self.ctx.hub.unsubscribe(&self.session, f) {
+                // The filter as subscribed, without a rewind qualifier.
+                let f = match rewind_qualifier(f) {
+                    Some(Ok((_, name))) => name,
+                    _ => f.clone(),
+                };
+                if self.ctx.hub.unsubscribe(&self.session, &f) {
                     reason::SUCCESS
                 } else {
                     reason::NO_SUBSCRIPTION_EXISTED
@@ -1555,6 +1605,23 @@ fn read_into<'a, R: AsyncRead + Unpin>(
         buf.extend_from_slice(got);
         Poll::Ready(Ok(got.len()))
     })
+}
+
+/// Most messages a `[?rewind=N]` subscription replays.
+const REWIND_MAX: usize = 100;
+
+/// `[?rewind=N]name` → `(N, name)`; `None` without a qualifier; `Err` for
+/// a qualifier other than a message count up to [`REWIND_MAX`], or a
+/// filter with wildcards (history is per channel).
+fn rewind_qualifier(filter: &str) -> Option<Result<(usize, String), ()>> {
+    let rest = filter.strip_prefix("[?")?;
+    let parsed = (|| {
+        let (q, name) = rest.split_once(']')?;
+        let n: usize = q.strip_prefix("rewind=")?.parse().ok()?;
+        (n <= REWIND_MAX && !name.is_empty() && !tern_hub::topic::has_wildcard(name))
+            .then(|| (n, name.to_owned()))
+    })();
+    Some(parsed.ok_or(()))
 }
 
 async fn write_and_close<W: AsyncWrite + Unpin>(wr: &mut W, bytes: Option<Vec<u8>>) {
