@@ -215,16 +215,31 @@ pub(crate) fn authenticate(
     Ok(principal)
 }
 
-fn allowed(st: &HttpState, p: &Principal, op: &Op, channel: &str) -> Result<(), Response> {
-    if st.mqtt.auth.authenticator.check(p, op, channel) {
-        Ok(())
-    } else {
-        Err(err(
+/// The common start of a channel request: who it is, the channel (from
+/// the path segment), and whether any of `ops` is allowed on it.
+fn channel_request(
+    st: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    raw: &str,
+    ops: &[Op],
+) -> Result<(Principal, String), Response> {
+    let principal = authenticate(st, peer, headers, query)?;
+    let channel = channel(raw)?;
+    let auth = &st.mqtt.auth.authenticator;
+    if !ops.iter().any(|op| auth.check(&principal, op, &channel)) {
+        let what: Vec<String> = ops.iter().map(|op| format!("{op:?}")).collect();
+        return Err(err(
             401,
             40160,
-            format!("the credentials do not allow {op:?} on channel {channel}"),
-        ))
+            format!(
+                "the credentials do not allow {} on channel {channel}",
+                what.join(" or ")
+            ),
+        ));
     }
+    Ok((principal, channel))
 }
 
 /// A channel path segment: percent-decoded by the router; qualifiers
@@ -253,17 +268,11 @@ pub async fn publish(
     headers: HeaderMap,
     request_body: axum::body::Body,
 ) -> Response {
-    let principal = match authenticate(&st, peer, &headers, &query) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let channel = match channel(&raw) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if let Err(r) = allowed(&st, &principal, &Op::Publish, &channel) {
-        return r;
-    }
+    let (principal, channel) =
+        match channel_request(&st, peer, &headers, &query, &raw, &[Op::Publish]) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let limit = st.realtime.cfg.message_bytes_max;
     let Ok(bytes) = axum::body::to_bytes(request_body, limit.saturating_mul(2).max(1024)).await
     else {
@@ -459,17 +468,10 @@ pub async fn history(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match authenticate(&st, peer, &headers, &query) {
-        Ok(p) => p,
+    let (_, channel) = match channel_request(&st, peer, &headers, &query, &raw, &[Op::History]) {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let channel = match channel(&raw) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if let Err(r) = allowed(&st, &principal, &Op::History, &channel) {
-        return r;
-    }
     let parsed = (|| {
         let start = num(&query, "start")?;
         let end = num(&query, "end")?;
@@ -577,24 +579,17 @@ pub async fn presence(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match authenticate(&st, peer, &headers, &query) {
-        Ok(p) => p,
+    let (_, channel) = match channel_request(
+        &st,
+        peer,
+        &headers,
+        &query,
+        &raw,
+        &[Op::Subscribe, Op::Presence],
+    ) {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let channel = match channel(&raw) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let auth = &st.mqtt.auth.authenticator;
-    if !auth.check(&principal, &Op::Subscribe, &channel)
-        && !auth.check(&principal, &Op::Presence, &channel)
-    {
-        return err(
-            401,
-            40160,
-            format!("the credentials do not allow reading presence on channel {channel}"),
-        );
-    }
     let limit = match num(&query, "limit") {
         Ok(l) => l.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize),
         Err(r) => return r,
@@ -639,17 +634,10 @@ pub async fn presence_history(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match authenticate(&st, peer, &headers, &query) {
-        Ok(p) => p,
+    let (_, _) = match channel_request(&st, peer, &headers, &query, &raw, &[Op::History]) {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let channel = match channel(&raw) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if let Err(r) = allowed(&st, &principal, &Op::History, &channel) {
-        return r;
-    }
     let empty: Vec<Message> = Vec::new();
     list(&empty, Vec::new(), &query, response_format(&headers))
 }
@@ -710,17 +698,10 @@ pub async fn channel_details(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match authenticate(&st, peer, &headers, &query) {
-        Ok(p) => p,
+    let (_, channel) = match channel_request(&st, peer, &headers, &query, &raw, &[Op::Subscribe]) {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let channel = match channel(&raw) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if let Err(r) = allowed(&st, &principal, &Op::Subscribe, &channel) {
-        return r;
-    }
     body(
         StatusCode::OK,
         &details(&st, &channel),
