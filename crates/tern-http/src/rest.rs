@@ -444,6 +444,19 @@ fn num(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Respo
     }
 }
 
+/// `limit`: default 100, between 1 and 1000.
+fn limit(query: &HashMap<String, String>) -> Result<usize, Response> {
+    let l = num(query, "limit")?.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize);
+    if l == 0 || l > HISTORY_LIMIT_MAX {
+        return Err(err(
+            400,
+            40003,
+            format!("limit must be between 1 and {HISTORY_LIMIT_MAX}"),
+        ));
+    }
+    Ok(l)
+}
+
 /// Percent-encodes a query value (RFC 3986 unreserved characters kept).
 fn q(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -475,7 +488,7 @@ pub async fn history(
     let parsed = (|| {
         let start = num(&query, "start")?;
         let end = num(&query, "end")?;
-        let limit = num(&query, "limit")?.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize);
+        let limit = limit(&query)?;
         let cursor = num(&query, "cursor")?;
         Ok::<_, Response>((start, end, limit, cursor))
     })();
@@ -483,13 +496,6 @@ pub async fn history(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if limit == 0 || limit > HISTORY_LIMIT_MAX {
-        return err(
-            400,
-            40003,
-            format!("limit must be between 1 and {HISTORY_LIMIT_MAX}"),
-        );
-    }
     if let (Some(s), Some(e)) = (start, end)
         && s > e
     {
@@ -590,17 +596,10 @@ pub async fn presence(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let limit = match num(&query, "limit") {
-        Ok(l) => l.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize),
+    let limit = match limit(&query) {
+        Ok(l) => l,
         Err(r) => return r,
     };
-    if limit == 0 || limit > HISTORY_LIMIT_MAX {
-        return err(
-            400,
-            40003,
-            format!("limit must be between 1 and {HISTORY_LIMIT_MAX}"),
-        );
-    }
     let format = response_format(&headers);
     let mut members: Vec<_> = st
         .realtime
@@ -722,17 +721,10 @@ pub async fn channels(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let limit = match num(&query, "limit") {
-        Ok(l) => l.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize),
+    let limit = match limit(&query) {
+        Ok(l) => l,
         Err(r) => return r,
     };
-    if limit == 0 || limit > HISTORY_LIMIT_MAX {
-        return err(
-            400,
-            40003,
-            format!("limit must be between 1 and {HISTORY_LIMIT_MAX}"),
-        );
-    }
     let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
     let auth = &st.mqtt.auth.authenticator;
     // Look further than `limit`: wildcard filters and channels the
