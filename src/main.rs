@@ -125,8 +125,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(s: Settings) -> anyhow::Result<()> {
     let (hub, writer) = if s.persist {
-        let (store, journal, recovered) = tern_store::open(&s.data_dir, s.hub.history.clone())?;
+        let (mut store, journal, recovered) = tern_store::open(&s.data_dir, s.hub.history.clone())?;
         let hub = Hub::with_journal(s.hub.clone(), journal.clone());
+        store.adopt_clock(&hub);
         hub.restore(recovered, Instant::now());
         hub.set_history_store(Arc::new(store.history_reader()));
         let sync = match s.fsync_interval {

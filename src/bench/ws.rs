@@ -97,7 +97,10 @@ impl WsStream {
                 HeaderValue::from_str(p).context("subprotocol")?,
             );
         }
-        let config = WebSocketConfig::default().write_buffer_size(64 * 1024);
+        // A small read buffer: tungstenite zeroes it before every read.
+        let config = WebSocketConfig::default()
+            .write_buffer_size(64 * 1024)
+            .read_buffer_size(8 * 1024);
         let mut attempt = tungstenite::client::client_with_config(req, TcpIo(stream), Some(config));
         loop {
             match attempt {

@@ -442,6 +442,12 @@ impl Hub {
         self.started
     }
 
+    /// Wall-clock milliseconds at [`started`](Self::started): the anchor of
+    /// [`wall_ms`](Self::wall_ms).
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
     /// Wall-clock milliseconds since the Unix epoch of an instant of this
     /// process (a message's receive time, for its timestamp).
     pub fn wall_ms(&self, at: Instant) -> u64 {

@@ -104,7 +104,10 @@ impl Realtime {
         let ws_max = self.cfg.frame_bytes_max.saturating_mul(2);
         let rt = self.clone();
         let params = ConnectParams::parse(&query);
-        ws.max_message_size(ws_max)
+        // The WebSocket layer zeroes its read buffer (default 128 KiB)
+        // before every socket read: keep it small.
+        ws.read_buffer_size(8 * 1024)
+            .max_message_size(ws_max)
             .max_frame_size(ws_max)
             .on_upgrade(move |socket| connection::serve(socket, params, origin, rt))
     }

@@ -168,9 +168,49 @@ pub fn message_flags(b: &[u8]) -> Option<u8> {
     (b.first() == Some(&FORMAT)).then(|| b.get(1).copied())?
 }
 
+/// Turns the monotonic clock into wall-clock milliseconds and back, from
+/// one anchor (the hub's start): the same computation as
+/// `Hub::wall_ms`, so a stored receive time, the history index and the
+/// timestamp clients see agree to the millisecond.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub at: Instant,
+    pub ms: u64,
+}
+
+impl Clock {
+    /// Anchored now.
+    pub fn now() -> Clock {
+        Clock {
+            at: Instant::now(),
+            ms: tern_hub::unix_ms(),
+        }
+    }
+
+    /// Wall-clock ms of `t`.
+    pub fn ms_of(&self, t: Instant) -> u64 {
+        if t >= self.at {
+            self.ms + t.duration_since(self.at).as_millis() as u64
+        } else {
+            self.ms
+                .saturating_sub(self.at.duration_since(t).as_millis() as u64)
+        }
+    }
+
+    /// The instant of wall-clock `ms` (clamped to what `Instant` can hold).
+    pub fn instant_of(&self, ms: u64) -> Instant {
+        if ms >= self.ms {
+            self.at + Duration::from_millis(ms - self.ms)
+        } else {
+            self.at
+                .checked_sub(Duration::from_millis(self.ms - ms))
+                .unwrap_or(self.at)
+        }
+    }
+}
+
 /// Encodes a message with its receive time as wall-clock milliseconds.
-pub fn encode_message(m: &Message, now: Instant, now_ms: u64) -> Vec<u8> {
-    let age = now.saturating_duration_since(m.received_at).as_millis() as u64;
+pub fn encode_message(m: &Message, clock: &Clock) -> Vec<u8> {
     let mut w = W(Vec::with_capacity(32 + m.topic.len() + m.payload.len()));
     w.u8(FORMAT);
     let mut flags = 0;
@@ -192,7 +232,7 @@ pub fn encode_message(m: &Message, now: Instant, now_ms: u64) -> Vec<u8> {
     w.u8(flags);
     w.u8(m.qos);
     w.u64(m.seq);
-    w.u64(now_ms.saturating_sub(age));
+    w.u64(clock.ms_of(m.received_at));
     if let Some(e) = m.expiry {
         w.u64(e.as_millis() as u64);
     }
@@ -227,7 +267,7 @@ pub fn encode_message(m: &Message, now: Instant, now_ms: u64) -> Vec<u8> {
 
 /// Decodes a message; its receive time is placed on the monotonic clock
 /// so that expiry keeps counting from when it was first received.
-pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Corrupt> {
+pub fn decode_message(b: &[u8], clock: &Clock) -> Result<Message, Corrupt> {
     let mut r = R { b, what: "message" };
     r.format()?;
     let flags = r.u8()?;
@@ -275,7 +315,6 @@ pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Co
     } else {
         None
     };
-    let age = Duration::from_millis(now_ms.saturating_sub(received_ms));
     let stored = OnceLock::new();
     if flags & M_HISTORY != 0 {
         let _ = stored.set(tern_hub::Stored { history: true });
@@ -287,14 +326,14 @@ pub fn decode_message(b: &[u8], now: Instant, now_ms: u64) -> Result<Message, Co
         retain: flags & M_RETAIN != 0,
         origin,
         props,
-        received_at: now.checked_sub(age).unwrap_or(now),
+        received_at: clock.instant_of(received_ms),
         expiry,
         stored,
         seq,
     })
 }
 
-pub fn encode_session(s: &SessionRecord, now: Instant, now_ms: u64) -> Vec<u8> {
+pub fn encode_session(s: &SessionRecord, clock: &Clock) -> Vec<u8> {
     let mut w = W(Vec::with_capacity(32 + s.client_id.len()));
     w.u8(FORMAT);
     w.bytes(s.client_id.as_bytes());
@@ -322,7 +361,7 @@ pub fn encode_session(s: &SessionRecord, now: Instant, now_ms: u64) -> Vec<u8> {
     match &s.will {
         Some(will) => {
             w.u8(1);
-            w.bytes(&encode_message(&will.msg, now, now_ms));
+            w.bytes(&encode_message(&will.msg, clock));
             w.u32(will.delay_secs);
             match will.due_ms {
                 Some(t) => {
@@ -337,12 +376,7 @@ pub fn encode_session(s: &SessionRecord, now: Instant, now_ms: u64) -> Vec<u8> {
     w.0
 }
 
-pub fn decode_session(
-    sid: u64,
-    b: &[u8],
-    now: Instant,
-    now_ms: u64,
-) -> Result<SessionRecord, Corrupt> {
+pub fn decode_session(sid: u64, b: &[u8], clock: &Clock) -> Result<SessionRecord, Corrupt> {
     let mut r = R { b, what: "session" };
     r.format()?;
     let client_id = r.string()?;
@@ -376,7 +410,7 @@ pub fn decode_session(
     let will = match r.u8()? {
         0 => None,
         1 => {
-            let msg = decode_message(r.bytes()?, now, now_ms)?;
+            let msg = decode_message(r.bytes()?, clock)?;
             let delay_secs = r.u32()?;
             let due_ms = match r.u8()? {
                 0 => None,
@@ -515,9 +549,9 @@ mod tests {
     proptest! {
         #[test]
         fn message_round_trips(m in arb_message()) {
-            let now = Instant::now();
-            let b = encode_message(&m, now, 1_000_000);
-            let d = decode_message(&b, now, 1_000_000).unwrap();
+            let clock = Clock { at: Instant::now(), ms: 1_000_000 };
+            let b = encode_message(&m, &clock);
+            let d = decode_message(&b, &clock).unwrap();
             prop_assert_eq!(&d.topic, &m.topic);
             prop_assert_eq!(&d.payload, &m.payload);
             prop_assert_eq!(d.qos, m.qos);
@@ -528,7 +562,7 @@ mod tests {
             prop_assert_eq!(d.seq, m.seq);
             // Every strict prefix is refused, never a panic.
             for n in 0..b.len() {
-                prop_assert!(decode_message(&b[..n], now, 1_000_000).is_err());
+                prop_assert!(decode_message(&b[..n], &clock).is_err());
             }
         }
 
@@ -561,11 +595,11 @@ mod tests {
                 subscriptions: subs.into_iter().map(|(f, qos, nl, rap, id)| (f, SubOptions { qos, no_local: nl, retain_as_published: rap, sub_id: id })).collect(),
                 will: will.map(|(msg, delay_secs, due_ms)| StoredWill { msg, delay_secs, due_ms }),
             };
-            let now = Instant::now();
-            let b = encode_session(&s, now, 1_000_000);
-            prop_assert_eq!(decode_session(5, &b, now, 1_000_000).unwrap(), s);
+            let clock = Clock { at: Instant::now(), ms: 1_000_000 };
+            let b = encode_session(&s, &clock);
+            prop_assert_eq!(decode_session(5, &b, &clock).unwrap(), s);
             for n in 0..b.len() {
-                prop_assert!(decode_session(5, &b[..n], now, 1_000_000).is_err());
+                prop_assert!(decode_session(5, &b[..n], &clock).is_err());
             }
         }
     }
@@ -576,10 +610,23 @@ mod tests {
         let mut m = Message::new("t", "x", 1);
         m.received_at = now - Duration::from_secs(5);
         m.expiry = Some(Duration::from_secs(60));
-        let b = encode_message(&m, now, 10_000_000);
+        let b = encode_message(
+            &m,
+            &Clock {
+                at: now,
+                ms: 10_000_000,
+            },
+        );
         // Read back 3 s later (wall clock), on a new monotonic clock.
         let later = Instant::now();
-        let d = decode_message(&b, later, 10_003_000).unwrap();
+        let d = decode_message(
+            &b,
+            &Clock {
+                at: later,
+                ms: 10_003_000,
+            },
+        )
+        .unwrap();
         let age = later.duration_since(d.received_at);
         assert!(
             age >= Duration::from_secs(8) && age < Duration::from_secs(9),

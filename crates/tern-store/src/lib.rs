@@ -77,6 +77,8 @@ pub struct Store {
     /// History kept per channel.
     channels: HashMap<Vec<u8>, ChannelHistory>,
     rules: HistoryRules,
+    /// Wall-clock ↔ monotonic conversion of receive times.
+    clock: codec::Clock,
 }
 
 impl std::fmt::Debug for Store {
@@ -187,6 +189,7 @@ pub fn open(
         refs: HashMap::new(),
         channels: HashMap::new(),
         rules,
+        clock: codec::Clock::now(),
     };
     let journal = Journal::new(0);
     let recovered = store.recover(&journal).map_err(engine_err)?;
@@ -194,11 +197,23 @@ pub fn open(
 }
 
 impl Store {
+    /// Converts receive times with the hub's clock from now on (call
+    /// before [`history_reader`](Self::history_reader) and
+    /// [`start`](Self::start)), so stored times, the history index and the
+    /// timestamps clients see agree to the millisecond.
+    pub fn adopt_clock(&mut self, hub: &Hub) {
+        self.clock = codec::Clock {
+            at: hub.started(),
+            ms: hub.started_ms(),
+        };
+    }
+
     /// A reader of channel history, usable while the writer runs.
     pub fn history_reader(&self) -> HistoryReader {
         HistoryReader {
             messages: self.ks.messages.clone(),
             history: self.ks.history.clone(),
+            clock: self.clock,
         }
     }
 
@@ -206,14 +221,12 @@ impl Store {
     /// reported and removed; entries and ids of sessions that no longer
     /// exist, and messages nothing refers to, are removed too.
     fn recover(&mut self, journal: &Arc<Journal>) -> Result<Recovered, fjall::Error> {
-        let now = Instant::now();
-        let now_ms = unix_ms();
         let mut max_key = 0u64;
         let mut out = Recovered::default();
 
         for kv in self.ks.retained.iter() {
             let (k, v) = kv.into_inner()?;
-            match codec::decode_message(&v, now, now_ms) {
+            match codec::decode_message(&v, &self.clock) {
                 Ok(m) if *m.topic.as_bytes() == *k => {
                     out.last_seq = out.last_seq.max(m.seq);
                     out.retained.push(m)
@@ -231,7 +244,7 @@ impl Store {
                 continue;
             };
             max_key = max_key.max(sid);
-            match codec::decode_session(sid, &v, now, now_ms) {
+            match codec::decode_session(sid, &v, &self.clock) {
                 Ok(record) => {
                     sessions.insert(
                         sid,
@@ -267,7 +280,7 @@ impl Store {
             let msg = match messages.get(&e.msg_seq) {
                 Some(m) => Some(m.clone()),
                 None => match self.ks.messages.get(codec::key8(e.msg_seq))? {
-                    Some(v) => match codec::decode_message(&v, now, now_ms) {
+                    Some(v) => match codec::decode_message(&v, &self.clock) {
                         Ok(mut m) => {
                             m.seq = e.msg_seq;
                             // Stored (with the history flag if it had one).
@@ -471,7 +484,6 @@ impl Store {
     /// (a batch gives every item the same sequence number, so it must not
     /// hold one key twice).
     fn commit(&mut self, ops: Vec<StoreOp>, mode: PersistMode) -> Result<(), fjall::Error> {
-        let now = Instant::now();
         let now_ms = unix_ms();
         let mut w = Writes::default();
         let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
@@ -481,7 +493,7 @@ impl Store {
                     w.put(
                         Space::Sessions,
                         codec::key8(r.sid).to_vec(),
-                        codec::encode_session(&r, now, now_ms),
+                        codec::encode_session(&r, &self.clock),
                     );
                 }
                 StoreOp::DeleteSession { sid } => {
@@ -508,7 +520,7 @@ impl Store {
                     w.put(
                         Space::Messages,
                         codec::key8(msg.seq).to_vec(),
-                        codec::encode_message(&msg, now, now_ms),
+                        codec::encode_message(&msg, &self.clock),
                     );
                 }
                 StoreOp::PutEntry(e) => {
@@ -567,7 +579,7 @@ impl Store {
                     w.put(
                         Space::Retained,
                         msg.topic.as_bytes().to_vec(),
-                        codec::encode_message(&msg, now, now_ms),
+                        codec::encode_message(&msg, &self.clock),
                     );
                 }
                 StoreOp::DeleteRetained { topic } => {
@@ -617,8 +629,7 @@ impl Store {
         });
         if flagged {
             // Still in the channel's history? The channel is in the record.
-            let now = Instant::now();
-            if let Ok(m) = codec::decode_message(&record, now, unix_ms()) {
+            if let Ok(m) = codec::decode_message(&record, &self.clock) {
                 let hk = history_key(m.topic.as_bytes(), seq);
                 let indexed = match w.get(Space::History, &hk) {
                     Some(v) => v.is_some(),
@@ -759,6 +770,7 @@ impl Writes {
 pub struct HistoryReader {
     messages: Keyspace,
     history: Keyspace,
+    clock: codec::Clock,
 }
 
 impl std::fmt::Debug for HistoryReader {
@@ -785,8 +797,6 @@ impl HistoryStore for HistoryReader {
             Box::new(range.rev())
         };
         let limit = q.limit.max(1);
-        let now = Instant::now();
-        let now_ms = unix_ms();
         let mut page = HistoryPage::default();
         for g in iter {
             let (k, v) = g.into_inner().map_err(|e| e.to_string())?;
@@ -817,7 +827,7 @@ impl HistoryStore for HistoryReader {
             else {
                 continue;
             };
-            match codec::decode_message(&rec, now, now_ms) {
+            match codec::decode_message(&rec, &self.clock) {
                 Ok(mut m) => {
                     m.seq = seq;
                     page.messages.push(Arc::new(m));

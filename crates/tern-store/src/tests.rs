@@ -44,7 +44,7 @@ fn start(dir: &Path) -> Running {
 }
 
 fn start_with(dir: &Path, history: HistoryRules) -> Running {
-    let (store, journal, rec) = open(dir, history.clone()).expect("open");
+    let (mut store, journal, rec) = open(dir, history.clone()).expect("open");
     let hub = Hub::with_journal(
         HubConfig {
             history,
@@ -52,6 +52,7 @@ fn start_with(dir: &Path, history: HistoryRules) -> Running {
         },
         journal.clone(),
     );
+    store.adopt_clock(&hub);
     hub.restore(rec, Instant::now());
     hub.set_history_store(Arc::new(store.history_reader()));
     let writer = store.start(journal.clone(), Some(hub.clone()), Sync::EveryCommit);
