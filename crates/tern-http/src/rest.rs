@@ -166,15 +166,9 @@ pub(crate) fn authenticate(
             .split_once(' ')
             .ok_or_else(|| err(401, 40101, "invalid Authorization header"))?;
         if scheme.eq_ignore_ascii_case("basic") {
-            let text = base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
+            let (name, secret) = crate::tokens::decode_basic(rest)
                 .ok_or_else(|| err(401, 40101, "invalid Basic credentials"))?;
-            let (name, secret) = text
-                .split_once(':')
-                .ok_or_else(|| err(401, 40101, "invalid Basic credentials"))?;
-            key_login(name, secret)?
+            key_login(&name, &secret)?
         } else if scheme.eq_ignore_ascii_case("bearer") {
             token_login(rest.trim())?
         } else {

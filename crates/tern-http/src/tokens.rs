@@ -9,42 +9,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::Serialize;
 use tern_auth::{AuthError, TokenParams, TokenRequest, now_ms};
 
 use crate::HttpState;
 
-/// An Ably-style error body.
-#[derive(Debug, Serialize)]
-struct ErrorBody {
-    error: ErrorInfo,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorInfo {
-    code: u32,
-    message: String,
-    status_code: u16,
-}
-
-/// An error response with Ably's shape.
+/// An error response with Ably's shape (body, status, `x-ably-*`
+/// headers), as every REST endpoint answers.
 pub fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
-    let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status_code,
-        Json(ErrorBody {
-            error: ErrorInfo {
-                code,
-                message: message.into(),
-                status_code: status_code.as_u16(),
-            },
-        }),
-    )
-        .into_response()
+    crate::rest::ably_error(&tern_realtime::ErrorInfo::new(code, status, message))
 }
 
 fn auth_error(e: &AuthError) -> Response {
@@ -75,12 +50,17 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Bo
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(bad());
     }
+    decode_basic(encoded).map(Some).ok_or_else(bad)
+}
+
+/// `keyName:secret` from the base64 part of Basic credentials.
+pub(crate) fn decode_basic(encoded: &str) -> Option<(String, String)> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (name, secret) = text.split_once(':').ok_or_else(bad)?;
-    Ok(Some((name.to_owned(), secret.to_owned())))
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (name, secret) = text.split_once(':')?;
+    Some((name.to_owned(), secret.to_owned()))
 }
 
 /// Most bytes accepted in a token request body.
